@@ -1,0 +1,61 @@
+"""Fast kernels with a NumPy/SciPy fallback: torch (multi-threaded) when it is installed."""
+
+from __future__ import annotations
+
+import numpy as np
+import scipy.sparse as sp
+
+try:  # torch is an optional extra; everything works without it, only slower
+    import torch
+
+    HAVE_TORCH = True
+except ImportError:  # pragma: no cover - exercised only where torch is absent
+    torch = None  # type: ignore[assignment]
+    HAVE_TORCH = False
+
+
+DENSE_LIMIT_BYTES = 256 * 2**20
+
+
+def spmm(rows: sp.csr_matrix, dense: np.ndarray) -> np.ndarray:
+    """``rows @ dense`` for a sparse ``(B, n)`` and a dense ``(n, d)`` float32 matrix."""
+    rows = sp.csr_matrix(rows, dtype=np.float32)
+    if not HAVE_TORCH:
+        return np.asarray(rows @ dense, dtype=np.float32)
+    import warnings
+
+    warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta state")
+    t = torch.sparse_csr_tensor(
+        torch.from_numpy(rows.indptr.astype(np.int64)), torch.from_numpy(rows.indices.astype(np.int64)),
+        torch.from_numpy(rows.data), size=rows.shape, check_invariants=False,
+    )
+    return (t @ torch.from_numpy(np.ascontiguousarray(dense, dtype=np.float32))).numpy()
+
+
+def masked_topk(scores: np.ndarray, mask_rows: np.ndarray, mask_cols: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Set ``scores[mask_rows, mask_cols] = -inf`` (in place) and return the top ``k`` per row,
+    best first: ``(items (B, k) int64, values (B, k) float32)``; ties go to the lower index."""
+    scores[mask_rows, mask_cols] = -np.inf
+    if HAVE_TORCH:
+        values, items = torch.topk(torch.from_numpy(scores), k, dim=1, largest=True, sorted=True)
+        values, items = values.numpy(), items.numpy()
+    else:
+        items = np.argpartition(-scores, kth=k - 1, axis=1)[:, :k]
+        values = np.take_along_axis(scores, items, axis=1)
+    order = np.lexsort((items, -values), axis=1)  # exact (-score, index) order among the k
+    return np.take_along_axis(items, order, axis=1), np.take_along_axis(values, order, axis=1)
+
+
+def rows_times(rows: sp.csr_matrix, matrix: sp.csr_matrix, owner: object, cache: str) -> np.ndarray:
+    """``rows @ matrix`` as a dense float32 array, for a sparse item x item ``matrix``.
+
+    Small matrices (dense form within ``DENSE_LIMIT_BYTES``) are multiplied in dense form, several
+    times faster; the dense copy is kept on ``owner`` under the attribute ``cache``.
+    """
+    if matrix.shape[0] * matrix.shape[1] * 4 <= DENSE_LIMIT_BYTES:
+        dense = getattr(owner, cache, None)
+        if dense is None:
+            dense = matrix.toarray().astype(np.float32, copy=False)
+            setattr(owner, cache, dense)
+        return spmm(rows, dense)
+    return np.asarray((sp.csr_matrix(rows, dtype=np.float32) @ matrix).toarray(), dtype=np.float32)

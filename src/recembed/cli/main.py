@@ -1,0 +1,230 @@
+"""``recembed`` command line.
+
+    recembed datasets
+    recembed fit MODEL --data NAME_OR_PATH [--data-root DIR] [--split SPEC] [--set key=value ...] --out RUN_DIR
+    recembed evaluate RUN_DIR
+    recembed recommend RUN_DIR --user ID [--k 10]
+    recembed similar RUN_DIR --item ID [--k 10]
+    recembed compare RUN_A RUN_B [--metric ndcg@10]
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+from rich.console import Console
+from rich.table import Table as RichTable
+
+from ..errors import RecembedError
+
+console = Console()
+
+
+def _parse_sets(values: tuple[str, ...]) -> dict[str, str]:
+    out = {}
+    for item in values:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise click.BadParameter(f"expected key=value, got {item!r}", param_hint="--set")
+        out[key.strip()] = value.strip()
+    return out
+
+
+def _metrics_table(title: str, parts: dict[str, dict[str, Any]], names: tuple[str, ...]) -> RichTable:
+    table = RichTable(title=title)
+    table.add_column("split")
+    for n in names:
+        table.add_column(n, justify="right")
+    for part, summary in parts.items():
+        if summary:
+            table.add_row(part, *[f"{summary[n]:.4f}" if n in summary else "-" for n in names])
+    return table
+
+
+@click.group()
+@click.version_option(package_name="recembed")
+def cli() -> None:
+    """Learn, evaluate and serve user and item representations for recommender systems."""
+
+
+@cli.command()
+@click.option("--data-root", type=click.Path(), default=None, help="Folder of the datasets (else $RECEMBED_DATA_ROOT).")
+def datasets(data_root: str | None) -> None:
+    """List the dataset catalog."""
+    from ..data import catalog
+
+    root = catalog.data_root(data_root)
+    table = RichTable(title=f"datasets (root: {root})")
+    for col in ("name", "default split", "available", "description"):
+        table.add_column(col)
+    for entry in catalog.CATALOG.values():
+        available = "yes" if not entry.needs_root or (root / entry.name).is_dir() else "no"
+        table.add_row(entry.name, entry.split, available, entry.description)
+    console.print(table)
+
+
+def _load_data(data: str, data_root: str | None):  # noqa: ANN202
+    from ..data import catalog
+
+    path = Path(data)
+    base = data.split(":", 1)[0]
+    if base in catalog.CATALOG:
+        return catalog.load(data, root=data_root), catalog.entry(data).split
+    if path.exists():
+        return catalog.load_path(path), None
+    raise click.BadParameter(f"{data!r} is neither a catalog dataset ({', '.join(catalog.names())}) nor a path",
+                             param_hint="--data")
+
+
+@cli.command()
+@click.argument("model")
+@click.option("--data", required=True, help="Catalog name (see `recembed datasets`) or a file / folder path.")
+@click.option("--data-root", type=click.Path(), default=None, help="Folder of the datasets (else $RECEMBED_DATA_ROOT).")
+@click.option("--split", "split_spec", default=None,
+              help="random:0.8,0.1,0.1 | temporal:0.8,0.1,0.1 | loo | cold-items:0.2 | given | given:merge-valid | DIR")
+@click.option("--set", "sets", multiple=True, help="Hyperparameter key=value (repeatable).")
+@click.option("--out", "out_dir", required=True, type=click.Path(), help="Run directory to write.")
+@click.option("--seed", default=2020, show_default=True, help="Random seed.")
+@click.option("--ks", default="5,10,20,50", show_default=True, help="Cut-offs K for the metrics.")
+@click.option("--no-progress", is_flag=True, help="Hide progress bars.")
+def fit(model: str, data: str, data_root: str | None, split_spec: str | None, sets: tuple[str, ...], out_dir: str,
+        seed: int, ks: str, no_progress: bool) -> None:
+    """Fit MODEL, evaluate on validation and test, write RUN_DIR/metrics.json."""
+    from ..data.splits import make_split
+    from ..models.registry import model_class
+    from ..options import FitOptions
+    from ..runs import HEADLINE, fit_and_evaluate
+
+    model_class(model)  # fail fast on an unknown name
+    with console.status(f"loading {data}"):
+        dataset, default_split = _load_data(data, data_root)
+        split = make_split(dataset, split_spec or default_split, seed=seed)
+    console.print(f"[bold]{dataset}[/]  split {split.spec} {split.sizes()}")
+    ks_tuple = tuple(int(k) for k in ks.split(","))
+    result = fit_and_evaluate(
+        model, dataset, split, params=_parse_sets(sets),
+        options=FitOptions(seed=seed, show_progress=not no_progress), out_dir=out_dir, ks=ks_tuple,
+        data_spec={"data": data, "data_root": data_root},
+    )
+    m = result.metrics
+    console.print(_metrics_table(f"{model} on {dataset.name}", {"valid": m["valid"], "test": m["test"]}, HEADLINE))
+    console.print(f"fit {m['fit_seconds']:.2f}s  eval {m['eval_seconds']:.2f}s  peak RSS {m['peak_rss_mb']:.0f} MiB"
+                  f"  -> {out_dir}/metrics.json")
+
+
+@cli.command(name="evaluate")
+@click.argument("run_dir", type=click.Path(exists=True, file_okay=False))
+@click.option("--write", is_flag=True, help="Rewrite RUN_DIR/metrics.json with the new scores.")
+def evaluate_cmd(run_dir: str, write: bool) -> None:
+    """Re-score a saved run (model and split are read from RUN_DIR)."""
+    import time
+
+    from ..io import write_json
+    from ..runs import HEADLINE, evaluate_split, load_run
+
+    run = load_run(run_dir)
+    ks = tuple(run.config.get("ks", (5, 10, 20, 50)))
+    t = time.perf_counter()
+    parts = {}
+    for part in ("valid", "test"):
+        res = evaluate_split(run.model, run.split, part, ks=ks)
+        parts[part] = res.summary if res else {}
+    seconds = time.perf_counter() - t
+    console.print(_metrics_table(f"{run.config['model']} (re-scored)", parts, HEADLINE))
+    stored = run.metrics.get("test", {})
+    same = all(abs(stored.get(n, 0) - parts["test"].get(n, 0)) < 1e-9 for n in HEADLINE if n in stored)
+    console.print(f"eval {seconds:.2f}s; matches the stored test metrics: {same}")
+    if write:
+        write_json(Path(run_dir) / "metrics.json", {**run.metrics, **parts, "eval_seconds": round(seconds, 3)})
+
+
+def _print_items(title: str, run, items, scores) -> None:  # noqa: ANN001
+    table = RichTable(title=title)
+    for col in ("rank", "item_id", "title", "score"):
+        table.add_column(col)
+    for rank, (i, s) in enumerate(zip(items, scores), start=1):
+        if i < 0:
+            break
+        name = "" if run.titles is None else str(run.titles[i])
+        table.add_row(str(rank), str(run.items.lookup(int(i))), name, f"{s:.4f}")
+    console.print(table)
+
+
+@cli.command()
+@click.argument("run_dir", type=click.Path(exists=True, file_okay=False))
+@click.option("--user", "user_id", required=True, help="External user id.")
+@click.option("--k", default=10, show_default=True)
+def recommend(run_dir: str, user_id: str, k: int) -> None:
+    """Print the top-K items for a user, excluding everything the user interacted with."""
+    from ..data.interactions import Interactions
+    from ..runs import load_run
+
+    run = load_run(run_dir)
+    u = int(run.users.index([user_id], source="--user")[0])
+    seen = Interactions.concat([run.split.train, run.split.valid, run.split.test]).csr()
+    history = run.items.lookup(seen[u].indices)
+    if run.titles is not None and len(history):
+        shown = [str(run.titles[i]) for i in seen[u].indices[:5]]
+        console.print(f"user {user_id}: {len(history)} known items, e.g. {shown}")
+    items, scores = run.model.recommend(u, k=k, exclude=seen, exclude_seen=False)
+    _print_items(f"top {k} for user {user_id}", run, items, scores)
+
+
+@cli.command()
+@click.argument("run_dir", type=click.Path(exists=True, file_okay=False))
+@click.option("--item", "item_id", required=True, help="External item id.")
+@click.option("--k", default=10, show_default=True)
+def similar(run_dir: str, item_id: str, k: int) -> None:
+    """Print the K items most similar to an item."""
+    from ..runs import load_run
+
+    run = load_run(run_dir)
+    i = int(run.items.index([item_id], source="--item")[0])
+    items, scores = run.model.similar_items(i, k=k)
+    name = "" if run.titles is None else f" ({run.titles[i]})"
+    _print_items(f"similar to {item_id}{name}", run, items, scores)
+
+
+@cli.command()
+@click.argument("run_a", type=click.Path(exists=True, file_okay=False))
+@click.argument("run_b", type=click.Path(exists=True, file_okay=False))
+@click.option("--metric", default="ndcg@10", show_default=True)
+def compare(run_a: str, run_b: str, metric: str) -> None:
+    """Paired significance test (t-test and Wilcoxon) of RUN_B against RUN_A on per-user test metrics."""
+    import pyarrow.parquet as pq
+
+    from ..evaluation.significance import paired_test
+    from ..io import read_json
+
+    tables = []
+    for run in (run_a, run_b):
+        h = read_json(Path(run) / "metrics.json").get("split_hash")
+        t = pq.read_table(Path(run) / "per_user_test.parquet")
+        if metric not in t.column_names:
+            raise click.BadParameter(f"{metric!r} not in {run}; have {t.column_names[2:-1]}", param_hint="--metric")
+        tables.append((h, t))
+    if tables[0][0] != tables[1][0]:
+        console.print("[yellow]warning: the runs used different splits (split_hash differs)[/]")
+    import numpy as np
+
+    ua, ub = (np.asarray(t.column("user_id").to_pylist()) for _, t in tables)
+    va, vb = (t.column(metric).to_numpy() for _, t in tables)
+    res = paired_test(ua, va, ub, vb)
+    console.print(f"{metric}: A {res['mean_a']:.4f}  B {res['mean_b']:.4f}  diff {res['diff']:+.4f}  "
+                  f"users {res['users']}  t {res['t']:.3f}  p(t-test) {res['p_ttest']:.3g}  "
+                  f"p(Wilcoxon) {res['p_wilcoxon']:.3g}")
+
+
+def main() -> None:
+    try:
+        cli(standalone_mode=True)
+    except RecembedError as exc:
+        console.print(f"[bold red]error:[/] {exc}")
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,247 @@
+"""The one small facade every retrieval model implements.
+
+``fit(train) -> self``, ``score(user_idx) -> (B, I)``, ``recommend(user_idx, k) -> (items, scores)``,
+``similar_items(item_idx, k)``, ``save(dir)`` / ``load(dir)``. Models only see indices; id maps live
+with the run / bundle. Constructors take hyperparameters only (a config, or keyword overrides);
+learned state is set in ``fit`` in attributes with a trailing underscore.
+
+Saved form: ``model.json`` (name, config, format version) and ``model.safetensors`` (arrays; a sparse
+matrix ``M`` as ``M.indptr``, ``M.indices``, ``M.data``, ``M.shape``). Never pickle.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any, ClassVar, Self
+
+import numpy as np
+import scipy.sparse as sp
+
+from ..config import build_config, config_to_dict
+from ..data.interactions import Interactions
+from ..errors import DataError, NotFittedError
+from ..io import atomic_write, read_json, write_json
+from ..options import FitOptions
+
+FORMAT_VERSION = 1
+
+
+class Recommender:
+    """Base class of the retrieval models. Subclasses set ``name``, ``Config`` and implement
+    ``_fit``, ``score`` and ``_state`` / ``_set_state``."""
+
+    name: ClassVar[str]
+    Config: ClassVar[type]
+
+    def __init__(self, config: Any | None = None, **overrides: Any) -> None:
+        if config is None:
+            config = build_config(self.Config, overrides)
+        elif overrides:
+            config = build_config(self.Config, {**config_to_dict(config), **overrides})
+        elif not isinstance(config, self.Config):
+            raise TypeError(f"{type(self).__name__} expects a {self.Config.__name__}, got {type(config).__name__}")
+        self.config = config
+        self.num_users_: int | None = None
+        self.num_items_: int | None = None
+
+    def __repr__(self) -> str:
+        params = ", ".join(f"{k}={v!r}" for k, v in config_to_dict(self.config).items())
+        return f"{type(self).__name__}({params})"
+
+    # -- the contract -----------------------------------------------------------------------------
+    def fit(self, train: Interactions, *, options: FitOptions | None = None, **context: Any) -> Self:
+        """Learn from ``train``; ``context`` may carry ``valid`` interactions or an ``item_table``."""
+        if len(train) == 0:
+            raise DataError("cannot fit on an empty training set")
+        self.num_users_, self.num_items_ = train.num_users, train.num_items
+        self._fit(train, options or FitOptions(), **context)
+        return self
+
+    def _fit(self, train: Interactions, options: FitOptions, **context: Any) -> None:
+        raise NotImplementedError
+
+    def score(self, user_idx: np.ndarray) -> np.ndarray:
+        """Scores of every item for each user: ``(B,) -> (B, num_items) float32``."""
+        raise NotImplementedError
+
+    @property
+    def is_fitted(self) -> bool:
+        return self.num_items_ is not None
+
+    def _check_fitted(self) -> None:
+        if not self.is_fitted:
+            raise NotFittedError(f"{type(self).__name__} is not fitted: call fit(...) or load(...) first")
+
+    def _check_users(self, user_idx: np.ndarray) -> np.ndarray:
+        self._check_fitted()
+        u = np.atleast_1d(np.asarray(user_idx, dtype=np.int64))
+        if u.size and (u.min() < 0 or u.max() >= self.num_users_):
+            bad = u[(u < 0) | (u >= self.num_users_)][:5].tolist()
+            raise DataError(f"user index {bad} out of range [0, {self.num_users_})", field="user_idx")
+        return u
+
+    def recommend(
+        self, user_idx: int | np.ndarray, k: int = 10, *, exclude: sp.csr_matrix | None = None,
+        exclude_seen: bool = True,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Top-``k`` items and scores. A scalar user gives ``(k,)`` arrays, an array ``(B, k)``.
+
+        ``exclude_seen`` drops the items the model saw for the user in training (models that keep the
+        user-item matrix); ``exclude`` adds a user x item matrix of further items to drop.
+        """
+        from ..evaluation.ranking import rank_topk
+
+        scalar = np.ndim(user_idx) == 0
+        users = self._check_users(user_idx)
+        mask = self.seen_items() if exclude_seen else None
+        if exclude is not None:
+            mask = exclude if mask is None else (mask + exclude).tocsr()
+        items, scores = rank_topk(self.score, users, mask, k, num_items=self.num_items_)
+        return (items[0], scores[0]) if scalar else (items, scores)
+
+    def seen_items(self) -> sp.csr_matrix | None:
+        """The training user x item matrix, if the model keeps it."""
+        return getattr(self, "user_items_", None)
+
+    def item_embeddings(self) -> np.ndarray | None:
+        """``(num_items, d)`` item vectors, for models that have them."""
+        return None
+
+    def similar_items(self, item_idx: int | np.ndarray, k: int = 10) -> tuple[np.ndarray, np.ndarray]:
+        """The ``k`` most similar other items (cosine over item vectors unless a model overrides)."""
+        self._check_fitted()
+        emb = self.item_embeddings()
+        if emb is None:
+            raise NotImplementedError(f"{type(self).__name__} has no item similarity")
+        normed = emb / np.maximum(np.linalg.norm(emb, axis=1, keepdims=True), 1e-12)
+        return self._topk_rows(lambda idx: normed[idx] @ normed.T, item_idx, k)
+
+    def _topk_rows(self, rows_fn: Any, item_idx: int | np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        from ..evaluation.ranking import rank_topk
+
+        scalar = np.ndim(item_idx) == 0
+        items = np.atleast_1d(np.asarray(item_idx, dtype=np.int64))
+        if items.size and (items.min() < 0 or items.max() >= self.num_items_):
+            raise DataError(f"item index out of range [0, {self.num_items_})", field="item_idx")
+        self_mask = sp.csr_matrix(
+            (np.ones(len(items), dtype=np.float32), (np.arange(len(items)), items)),
+            shape=(len(items), self.num_items_),
+        )
+        out, scores = rank_topk(lambda b: rows_fn(items[b]), np.arange(len(items)), self_mask, k,
+                                num_items=self.num_items_)
+        return (out[0], scores[0]) if scalar else (out, scores)
+
+    # -- persistence ------------------------------------------------------------------------------
+    def _state(self) -> dict[str, np.ndarray | sp.spmatrix]:
+        raise NotImplementedError
+
+    def _set_state(self, state: dict[str, Any]) -> None:
+        raise NotImplementedError
+
+    def save(self, directory: str | Path) -> Path:
+        """Write ``model.json`` and ``model.safetensors`` into ``directory`` (atomically each)."""
+        from safetensors.numpy import save_file
+
+        self._check_fitted()
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        arrays: dict[str, np.ndarray] = {}
+        for key, value in self._state().items():
+            if sp.issparse(value):
+                m = sp.csr_matrix(value)
+                arrays[f"{key}.indptr"] = m.indptr.astype(np.int64)
+                arrays[f"{key}.indices"] = m.indices.astype(np.int32)
+                arrays[f"{key}.data"] = np.ascontiguousarray(m.data)
+                arrays[f"{key}.shape"] = np.asarray(m.shape, dtype=np.int64)
+            else:
+                arrays[key] = np.ascontiguousarray(value)
+        atomic_write(directory / "model.safetensors", lambda p: save_file(arrays, str(p)))
+        write_json(directory / "model.json", {
+            "model": self.name, "format": FORMAT_VERSION, "config": config_to_dict(self.config),
+            "num_users": self.num_users_, "num_items": self.num_items_,
+        })
+        return directory
+
+    @classmethod
+    def load(cls, directory: str | Path) -> Recommender:
+        """Load a saved model (of this class, or of any registered class when called on the base)."""
+        from safetensors import SafetensorError
+        from safetensors.numpy import load_file
+
+        from .registry import model_class
+
+        directory = Path(directory)
+        meta = read_json(directory / "model.json")
+        if meta.get("format") != FORMAT_VERSION:
+            raise DataError(f"unsupported model format {meta.get('format')!r} (expected {FORMAT_VERSION})",
+                            path=directory / "model.json")
+        target = model_class(meta["model"]) if cls is Recommender else cls
+        if target.name != meta["model"]:
+            raise DataError(f"holds a {meta['model']!r} model, not {target.name!r}", path=directory / "model.json")
+        try:
+            raw = load_file(str(directory / "model.safetensors"))
+        except (SafetensorError, OSError, ValueError) as exc:
+            raise DataError(f"unreadable weights ({exc})", path=directory / "model.safetensors") from None
+        state: dict[str, Any] = {}
+        for key in {k.rsplit(".", 1)[0] for k in raw if k.endswith(".indptr")}:
+            shape = tuple(int(s) for s in raw.pop(f"{key}.shape"))
+            state[key] = sp.csr_matrix(
+                (raw.pop(f"{key}.data"), raw.pop(f"{key}.indices"), raw.pop(f"{key}.indptr")), shape=shape
+            )
+        state.update(raw)
+        model = target(build_config(target.Config, meta["config"]))
+        model.num_users_, model.num_items_ = int(meta["num_users"]), int(meta["num_items"])
+        model._set_state(state)
+        return model
+
+
+class HistoryRecommender(Recommender):
+    """A model whose scores are a function of the user's interaction row (EASE, ItemKNN, GF-CF, Pop).
+
+    It keeps the training matrix ``user_items_`` to score known users, and scores any history (a
+    new user, a session) through :meth:`score_history`.
+    """
+
+    user_items_: sp.csr_matrix
+
+    def score(self, user_idx: np.ndarray) -> np.ndarray:
+        users = self._check_users(user_idx)
+        return self.score_history(self.user_items_[users])
+
+    def score_history(self, rows: sp.csr_matrix) -> np.ndarray:
+        """``(B, num_items)`` binary history rows -> ``(B, num_items) float32`` scores."""
+        raise NotImplementedError
+
+    def similar_items(self, item_idx: int | np.ndarray, k: int = 10) -> tuple[np.ndarray, np.ndarray]:
+        """Items scored highest for a history holding only the given item."""
+        self._check_fitted()
+
+        def rows(idx: np.ndarray) -> np.ndarray:
+            one_hot = sp.csr_matrix((np.ones(len(idx), dtype=np.float32), (np.arange(len(idx)), idx)),
+                                    shape=(len(idx), self.num_items_))
+            return self.score_history(one_hot)
+
+        return self._topk_rows(rows, item_idx, k)
+
+    def _fit(self, train: Interactions, options: FitOptions, **context: Any) -> None:
+        self.user_items_ = train.csr("binary")
+        self._fit_matrix(self.user_items_, options)
+
+    def _fit_matrix(self, x: sp.csr_matrix, options: FitOptions) -> None:
+        raise NotImplementedError
+
+    def _state(self) -> dict[str, Any]:
+        return {"user_items": self.user_items_, **self._matrix_state()}
+
+    def _matrix_state(self) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def _set_state(self, state: dict[str, Any]) -> None:
+        self.user_items_ = state.pop("user_items")
+        for key, value in state.items():
+            setattr(self, f"{key}_", value)
+
+
+def dataclass_fields(config: Any) -> list[str]:
+    return [f.name for f in dataclasses.fields(config)]

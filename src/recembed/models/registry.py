@@ -1,0 +1,28 @@
+"""The explicit table of model names (lower-case paper names, as on the CLI) -> import paths.
+
+No discovery by naming convention: a model is available when it is listed here (a test checks
+that every entry imports and that its class carries the same name).
+"""
+
+from __future__ import annotations
+
+import importlib
+
+from ..errors import ConfigError
+
+MODELS: dict[str, str] = {
+    "pop": "recembed.models.pop:Pop",
+    "itemknn": "recembed.models.itemknn:ItemKNN",
+    "ease": "recembed.models.ease:EASE",
+    "gfcf": "recembed.models.gfcf:GFCF",
+}
+
+
+def model_class(name: str) -> type:
+    """The class registered under ``name``."""
+    try:
+        path = MODELS[name]
+    except KeyError:
+        raise ConfigError(f"unknown model {name!r}; available: {sorted(MODELS)}") from None
+    module, _, attr = path.partition(":")
+    return getattr(importlib.import_module(module), attr)

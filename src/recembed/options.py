@@ -1,0 +1,21 @@
+"""The environment of a run, kept apart from hyperparameters: seed, threads, device, progress."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class FitOptions:
+    """How (not what) to fit: nothing here changes a model's definition."""
+
+    seed: int = 2020
+    """Random seed for everything a fit draws."""
+    threads: int | None = None
+    """CPU threads for BLAS / torch (None: leave the library default)."""
+    device: str = "cpu"
+    """Torch device for trainable models."""
+    show_progress: bool = True
+    """Show progress bars on the terminal."""
+    memory_budget_mb: int | None = None
+    """Cap on the memory a closed-form fit may plan for (None: what the machine has available)."""

@@ -1,0 +1,202 @@
+"""A run: fit one model on one split, evaluate it, and write everything to a run directory.
+
+Run directory layout::
+
+    RUN_DIR/
+      metrics.json           test / valid metrics, slices, split hash, timings, peak memory
+      config.json            model name + config, data, split spec, seed, versions
+      model/                 model.json + model.safetensors
+      users.parquet          user vocabulary (index order)
+      items.parquet          item vocabulary (+ title when the item table has one)
+      split.parquet          the split as (part, user_idx, item_idx): re-scoring needs no data root
+      per_user_test.parquet  per-user test metrics and top-K lists (for slices / significance)
+"""
+
+from __future__ import annotations
+
+import platform
+import resource
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from . import __version__
+from .config import config_to_dict
+from .data.dataset import Dataset
+from .data.interactions import Interactions
+from .data.splits import PARTS, Split
+from .data.vocab import Vocabulary
+from .errors import DataError
+from .evaluation.ranking import DEFAULT_KS, EvalResult, evaluate
+from .io import atomic_write, read_json, write_json
+from .models.base import Recommender
+from .models.registry import model_class
+from .options import FitOptions
+
+HEADLINE = ("recall@10", "ndcg@10", "recall@20", "ndcg@20", "mrr@10", "hit@10")
+
+
+def peak_rss_mb() -> float:
+    """Peak resident memory of this process so far, in MiB."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+@dataclass
+class RunResult:
+    model: Recommender
+    split: Split
+    metrics: dict[str, Any]
+    test: EvalResult | None
+    valid: EvalResult | None
+
+
+def evaluate_split(model: Recommender, split: Split, part: str, *, ks=DEFAULT_KS, show_progress: bool = False
+                   ) -> EvalResult | None:
+    """Full-ranking evaluation on ``part`` ("valid" or "test"); ``None`` if that part is empty.
+
+    Validation masks training items; test masks training and validation items.
+    """
+    target = getattr(split, part)
+    if len(target) == 0:
+        return None
+    exclude = split.train.csr() if part == "valid" else (split.train.csr() + split.valid.csr()).tocsr()
+    popularity = np.diff(split.train.csr().tocsc().indptr) / max(1, split.train.num_users)
+    return evaluate(model.score, target.csr(), exclude, ks=ks, item_popularity=popularity,
+                    show_progress=show_progress, description=f"scoring {part}")
+
+
+def slices(result: EvalResult, split: Split) -> dict[str, dict[str, float]]:
+    """Metric slices: long-tail and cold (unseen in training) items, and user activity terciles."""
+    out: dict[str, dict[str, float]] = {}
+    item_counts = split.train.item_counts()
+    n_head = max(1, int(round(0.2 * len(item_counts))))
+    head = np.zeros(len(item_counts), dtype=bool)
+    head[np.argsort(-item_counts, kind="stable")[:n_head]] = True
+    out["long_tail_items"] = result.slice_items(~head)
+    cold = item_counts == 0
+    if cold.any():
+        out["cold_items"] = result.slice_items(cold)
+    activity = split.train.user_counts()[result.users]
+    if len(activity) >= 3:
+        edges = np.quantile(activity, [1 / 3, 2 / 3])
+        groups = {"users_low_activity": activity <= edges[0],
+                  "users_mid_activity": (activity > edges[0]) & (activity <= edges[1]),
+                  "users_high_activity": activity > edges[1]}
+        for name, mask in groups.items():
+            stats = {m: v for m, v in result.slice_users(mask).items() if m.startswith(("recall", "ndcg"))}
+            stats["users"] = int(mask.sum())
+            out[name] = stats
+    return out
+
+
+def fit_and_evaluate(
+    model_name: str,
+    dataset: Dataset,
+    split: Split,
+    *,
+    params: dict[str, Any] | None = None,
+    options: FitOptions | None = None,
+    out_dir: str | Path | None = None,
+    ks=DEFAULT_KS,
+    data_spec: dict[str, Any] | None = None,
+) -> RunResult:
+    """Fit ``model_name`` on ``split.train``, evaluate on valid and test, write ``out_dir``."""
+    options = options or FitOptions()
+    cls = model_class(model_name)
+    model = cls(**(params or {}))
+    t0 = time.perf_counter()
+    model.fit(split.train, options=options, valid=split.valid, item_table=dataset.item_table)
+    fit_seconds = time.perf_counter() - t0
+    t1 = time.perf_counter()
+    valid = evaluate_split(model, split, "valid", ks=ks, show_progress=options.show_progress)
+    test = evaluate_split(model, split, "test", ks=ks, show_progress=options.show_progress)
+    eval_seconds = time.perf_counter() - t1
+    metrics: dict[str, Any] = {
+        "model": model_name,
+        "dataset": dataset.name,
+        "split": split.spec,
+        "split_hash": split.content_hash(),
+        "split_sizes": split.sizes(),
+        "test": test.summary if test else {},
+        "valid": valid.summary if valid else {},
+        "fit_seconds": round(fit_seconds, 3),
+        "eval_seconds": round(eval_seconds, 3),
+        "peak_rss_mb": round(peak_rss_mb(), 1),
+    }
+    if test is not None:
+        metrics["test_slices"] = slices(test, split)
+    if out_dir is not None:
+        write_run(Path(out_dir), model, dataset, split, metrics, test,
+                  config={"model": model_name, "params": config_to_dict(model.config), "seed": options.seed,
+                          "data": data_spec or {"name": dataset.name}, "split": split.spec, "ks": list(ks)})
+    return RunResult(model, split, metrics, test, valid)
+
+
+# --------------------------------------------------------------------------------------------
+# run directory I/O
+# --------------------------------------------------------------------------------------------
+def _write_parquet(path: Path, table: pa.Table) -> None:
+    atomic_write(path, lambda p: pq.write_table(table, p))
+
+
+def write_run(out: Path, model: Recommender, dataset: Dataset, split: Split, metrics: dict[str, Any],
+              test: EvalResult | None, config: dict[str, Any]) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    model.save(out / "model")
+    _write_parquet(out / "users.parquet", pa.table({"id": split.users.arrow}))
+    items = {"id": split.items.arrow}
+    titles = dataset.item_titles()
+    if titles is not None:
+        items["title"] = pa.array([str(t) for t in titles])
+    _write_parquet(out / "items.parquet", pa.table(items))
+    parts = [(p, getattr(split, p)) for p in PARTS]
+    _write_parquet(out / "split.parquet", pa.table({
+        "part": pa.array(np.concatenate([np.full(len(x), i, dtype=np.int8) for i, (_, x) in enumerate(parts)])),
+        "user_idx": np.concatenate([x.user_idx for _, x in parts]),
+        "item_idx": np.concatenate([x.item_idx for _, x in parts]),
+    }))
+    if test is not None:
+        cols: dict[str, Any] = {"user_id": split.users.lookup(test.users).tolist(), "n_pos": test.n_pos}
+        cols.update({m: v for m, v in test.per_user.items()})
+        cols["topk"] = pa.FixedSizeListArray.from_arrays(pa.array(test.topk.ravel()), test.topk.shape[1])
+        _write_parquet(out / "per_user_test.parquet", pa.table(cols))
+    config = {**config, "recembed": __version__, "python": platform.python_version()}
+    write_json(out / "config.json", config)
+    write_json(out / "metrics.json", metrics)  # last: its presence marks a complete run
+
+
+@dataclass
+class LoadedRun:
+    directory: Path
+    model: Recommender
+    users: Vocabulary
+    items: Vocabulary
+    titles: np.ndarray | None
+    split: Split
+    config: dict[str, Any]
+    metrics: dict[str, Any]
+
+
+def load_run(directory: str | Path) -> LoadedRun:
+    """Load what :func:`write_run` wrote (no data root needed)."""
+    directory = Path(directory)
+    if not (directory / "metrics.json").exists():
+        raise DataError("not a complete run directory (no metrics.json)", path=directory)
+    model = Recommender.load(directory / "model")
+    users = Vocabulary(pq.read_table(directory / "users.parquet").column("id").combine_chunks(), name="user")
+    item_table = pq.read_table(directory / "items.parquet")
+    items = Vocabulary(item_table.column("id").combine_chunks(), name="item")
+    titles = (np.asarray(item_table.column("title").to_pylist(), dtype=object)
+              if "title" in item_table.column_names else None)
+    st = pq.read_table(directory / "split.parquet")
+    part = st.column("part").to_numpy()
+    u, i = st.column("user_idx").to_numpy(), st.column("item_idx").to_numpy()
+    built = [Interactions(u[part == k], i[part == k], len(users), len(items)) for k in range(3)]
+    config = read_json(directory / "config.json")
+    split = Split(*built, users=users, items=items, spec=config.get("split", "given"))
+    return LoadedRun(directory, model, users, items, titles, split, config, read_json(directory / "metrics.json"))
