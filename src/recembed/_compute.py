@@ -42,9 +42,20 @@ def masked_topk(scores: np.ndarray, mask_rows: np.ndarray, mask_cols: np.ndarray
     else:
         items = np.argpartition(-scores, kth=k - 1, axis=1)[:, :k]
         values = np.take_along_axis(scores, items, axis=1)
+    # items tied with the k-th score may be more than the slots left for them: keep the lowest indices
+    boundary = values[:, -1]
+    n_above = (values > boundary[:, None]).sum(axis=1)
+    ties = scores == boundary[:, None]
+    n_tied = ties.sum(axis=1)
+    fix = np.flatnonzero((n_tied > k - n_above) & np.isfinite(boundary))
+    if len(fix):
+        sub_ties = ties[fix]
+        keep = (scores[fix] > boundary[fix, None]) | (sub_ties & (np.cumsum(sub_ties, axis=1) <= (k - n_above[fix])[:, None]))
+        _, cols = np.nonzero(keep)  # exactly k per row, row-major
+        items[fix] = cols.reshape(len(fix), k)
+        values[fix] = np.take_along_axis(scores[fix], items[fix], axis=1)
     order = np.lexsort((items, -values), axis=1)  # exact (-score, index) order among the k
     return np.take_along_axis(items, order, axis=1), np.take_along_axis(values, order, axis=1)
-
 
 def rows_times(rows: sp.csr_matrix, matrix: sp.csr_matrix, owner: object, cache: str) -> np.ndarray:
     """``rows @ matrix`` as a dense float32 array, for a sparse item x item ``matrix``.

@@ -276,8 +276,11 @@ def load_path(path: str | Path) -> Dataset:
 
         if not path.is_file():
             raise DataError("file not found", path=path)
-        with open(path, encoding="utf-8") as fh:
-            header = next(csv.reader(fh, delimiter="\t" if suffix == ".tsv" else ","), [])
+        try:
+            with open(path, encoding="utf-8") as fh:
+                header = next(csv.reader(fh, delimiter="\t" if suffix == ".tsv" else ","), [])
+        except UnicodeDecodeError as exc:
+            raise DataError(f"not UTF-8 text (byte offset {exc.start})", path=path) from None
         return fmt.read_csv_interactions(
             path, rating="rating" if "rating" in header else None,
             timestamp="timestamp" if "timestamp" in header else None,

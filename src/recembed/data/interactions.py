@@ -48,6 +48,12 @@ class Interactions:
     _cache: dict = field(default_factory=dict, repr=False, compare=False)
 
     def __post_init__(self) -> None:
+        for name, bound in (("user_idx", self.num_users), ("item_idx", self.num_items)):
+            raw = np.asarray(getattr(self, name))  # check before the int32 cast, which would wrap or truncate
+            if raw.size and (raw.min() < 0 or raw.max() >= bound):
+                raise DataError(f"{name} out of range [0, {bound})", field=name)
+            if raw.dtype.kind == "f" and not np.array_equal(raw, np.trunc(raw)):
+                raise DataError(f"{name} must hold integers", field=name)
         u = _readonly(self.user_idx, np.int32)
         i = _readonly(self.item_idx, np.int32)
         object.__setattr__(self, "user_idx", u)
@@ -59,9 +65,10 @@ class Interactions:
             arr = _readonly(getattr(self, name), dtype)
             if arr is not None and len(arr) != n:
                 raise DataError(f"{name} has {len(arr)} entries, expected {n}", field=name)
-            if arr is not None and np.isnan(arr).any():
-                row = int(np.flatnonzero(np.isnan(arr))[0])
-                raise DataError(f"NaN value at interaction {row}", field=name)
+            if arr is not None and not np.isfinite(arr).all():
+                row = int(np.flatnonzero(~np.isfinite(arr))[0])
+                raise DataError(f"{arr[row]} (NaN/inf) value at interaction {row}; expected a finite number",
+                                field=name)
             object.__setattr__(self, name, arr)
         if n:
             if u.min() < 0 or u.max() >= self.num_users:
@@ -89,7 +96,10 @@ class Interactions:
     def subset(self, mask_or_idx: np.ndarray) -> Interactions:
         """The events selected by a boolean mask or an index array."""
         sel = np.asarray(mask_or_idx)
-        take = (lambda a: None if a is None else a[sel])
+
+        def take(a: np.ndarray | None) -> np.ndarray | None:
+            return None if a is None else a[sel]
+
         return Interactions(
             self.user_idx[sel], self.item_idx[sel], self.num_users, self.num_items,
             take(self.rating), take(self.timestamp), take(self.weight),

@@ -230,6 +230,8 @@ def read_split_dir(directory: str | Path, users: Vocabulary, items: Vocabulary) 
 
 
 def _index_with_lines(vocab: Vocabulary, values: np.ndarray, path: Path, field: str) -> np.ndarray:
+    from .readers.delimited import line_of_row
+
     idx = vocab.index(values, unknown="ignore")
     bad = np.flatnonzero(idx < 0)
     if len(bad):
@@ -237,7 +239,7 @@ def _index_with_lines(vocab: Vocabulary, values: np.ndarray, path: Path, field: 
         raise DataError(
             f"unknown {vocab.name} id {values[first]!r} ({len(bad)} unknown in this file); "
             f"split files may only use ids of the dataset",
-            path=path, line=first + 2, field=field,
+            path=path, line=line_of_row(path, first), field=field,
         )
     return idx
 

@@ -108,7 +108,12 @@ class Table:
                 full[row_idx] = vals
             else:
                 full[row_idx] = values
-            table.add(name, full, kind)
+            try:
+                table.add(name, full, kind)
+            except DataError as exc:  # name the source file too
+                err = DataError(str(exc), path=source)
+                err.field = exc.field
+                raise err from None
         return table
 
     def title_column(self) -> str | None:

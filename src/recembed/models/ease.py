@@ -22,8 +22,9 @@ import numpy as np
 import scipy.sparse as sp
 from scipy.linalg import lapack
 
-from .._compute import spmm
+from .._compute import HAVE_TORCH, spmm, torch
 from ..config import check
+from ..errors import ResourceError
 from ..options import FitOptions
 from . import _memory
 from .base import HistoryRecommender
@@ -40,12 +41,28 @@ class EASEConfig:
         check(self.l2 > 0, "l2", f"must be > 0, got {self.l2}")
 
 
+SCIPY_LAPACK_MAX_ITEMS = 32768
+
+
 def _spd_inverse_inplace(g: np.ndarray) -> np.ndarray:
-    """Inverse of a symmetric positive definite matrix, overwriting ``g`` (C- or F-ordered)."""
+    """Inverse of a symmetric positive definite C-ordered matrix, overwriting ``g``.
+
+    With torch (MKL) the Cholesky factorisation and inverse run in place on the column-major view of
+    ``g`` (no second matrix in memory). Without torch, SciPy's LAPACK potrf + potri are used; that
+    path is limited to ``SCIPY_LAPACK_MAX_ITEMS`` (SciPy's bundled 32-bit-index OpenBLAS crashed in
+    potri at 40,981 items here).
+    """
+    if HAVE_TORCH:
+        col_major = torch.from_numpy(g).T  # g is symmetric: its transpose view is the same matrix
+        _, info = torch.linalg.cholesky_ex(col_major, out=(col_major, torch.empty((), dtype=torch.int32)))
+        if int(info) != 0:
+            raise np.linalg.LinAlgError(f"Gram matrix is not positive definite (cholesky info={int(info)})")
+        torch.cholesky_inverse(col_major, out=col_major)
+        return g
+    if g.shape[0] > SCIPY_LAPACK_MAX_ITEMS:
+        raise ResourceError(f"EASE over {g.shape[0]:,} items needs torch installed (pip install torch)")
     potrf, potri = lapack.get_lapack_funcs(("potrf", "potri"), (g,))
-    # a C-ordered symmetric matrix is its own transpose, so hand LAPACK the F-ordered view
-    a = g.T if g.flags.c_contiguous else g
-    c, info = potrf(a, lower=True, overwrite_a=True, clean=False)
+    c, info = potrf(g.T, lower=True, overwrite_a=True, clean=False)
     if info != 0:
         raise np.linalg.LinAlgError(f"Gram matrix is not positive definite (potrf info={info})")
     inv, info = potri(c, lower=True, overwrite_c=True)
@@ -59,7 +76,7 @@ def _spd_inverse_inplace(g: np.ndarray) -> np.ndarray:
         blk = inv[j0:j1, j0:j1]
         blk[:] = np.tril(blk) + np.tril(blk, -1).T
         inv[j0:j1, j1:] = inv[j1:, j0:j1].T
-    return inv.T if g.flags.c_contiguous else inv
+    return inv.T
 
 
 class EASE(HistoryRecommender):
@@ -81,7 +98,7 @@ class EASE(HistoryRecommender):
             "use itemknn or gfcf, or filter the catalog",
         )
         xf = sp.csr_matrix(x, dtype=np.float64 if dtype == "float64" else np.float32)
-        g = (xf.T @ xf).toarray()
+        g = np.ascontiguousarray((xf.T @ xf).toarray())
         g[np.diag_indices(n)] += self.config.l2
         p = _spd_inverse_inplace(g)
         diag = np.diag(p).copy()

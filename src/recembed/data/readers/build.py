@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ...errors import DataError
 from ..dataset import Dataset
 from ..interactions import Interactions
 from ..splits import PARTS, Split
@@ -13,6 +14,11 @@ Columns = dict[str, np.ndarray]
 
 
 def _interactions(cols: Columns, users: Vocabulary, items: Vocabulary, source: str) -> Interactions:
+    for name in ("rating", "timestamp", "weight"):  # Interactions refuses NaN too, but cannot name the file
+        nan = np.isnan(np.asarray(cols.get(name, ()), dtype=np.float64))
+        if nan.any():
+            row = int(np.flatnonzero(nan)[0])
+            raise DataError(f"NaN value (event {row}, 0-based)", path=source or None, field=name)
     return Interactions(
         users.index(cols["user_id"], source=source),
         items.index(cols["item_id"], source=source),

@@ -128,7 +128,7 @@ def _diagnose(
             width = None if names is None else len(names)
             for row in reader:
                 line = reader.line_num
-                if not row or (len(row) == 1 and not row[0].strip()):
+                if not row:  # an empty line (the fast path skips only those; "  " is a malformed row)
                     continue
                 if field_names is None:
                     field_names = row
@@ -163,11 +163,39 @@ def _diagnose(
         raise DataError(f"malformed quoting ({exc})", path=path) from None
 
 
+def line_of_row(
+    path: str | Path, row: int, *, delimiter: str = "\t", quoting: bool = False, header: bool = True
+) -> int | None:
+    """The 1-based line of data row ``row`` (0-based, as in :func:`read_delimited`'s arrays).
+
+    Empty lines are skipped but counted, as :func:`read_delimited` does. Only called on error paths.
+    """
+    try:
+        with open(path, encoding="utf-8", newline="") as fh:
+            quote = csv.QUOTE_MINIMAL if quoting else csv.QUOTE_NONE
+            reader = csv.reader(fh, delimiter=delimiter, quoting=quote)
+            k = -1 if header else 0
+            for rec in reader:
+                if not rec:
+                    continue
+                if k == row:
+                    return reader.line_num
+                k += 1
+    except (OSError, UnicodeDecodeError, csv.Error):
+        pass
+    return None
+
+
 def read_token_lines(path: str | Path, *, min_tokens: int = 1) -> list[list[str]]:
     """Whitespace-separated token lines (sequence / adjacency files); blank lines are skipped.
 
     A line with fewer than ``min_tokens`` tokens is an error naming its line number.
     """
+    return [tokens for _, tokens in numbered_token_lines(path, min_tokens=min_tokens)]
+
+
+def numbered_token_lines(path: str | Path, *, min_tokens: int = 1) -> list[tuple[int, list[str]]]:
+    """:func:`read_token_lines` with the 1-based line number of each kept line."""
     path = Path(path)
     if not path.is_file():
         raise DataError("file not found", path=path)
@@ -183,5 +211,5 @@ def read_token_lines(path: str | Path, *, min_tokens: int = 1) -> list[list[str]
         if len(tokens) < min_tokens:
             raise DataError(f"expected at least {min_tokens} whitespace-separated values, found {len(tokens)}",
                             path=path, line=lineno)
-        out.append(tokens)
+        out.append((lineno, tokens))
     return out

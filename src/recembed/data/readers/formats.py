@@ -31,7 +31,7 @@ from ..splits import PARTS, leave_one_out
 from ..tables import Table
 from ..vocab import Vocabulary
 from .build import dataset_from_columns, dataset_from_parts
-from .delimited import read_delimited, read_token_lines
+from .delimited import line_of_row, numbered_token_lines, read_delimited, read_token_lines
 
 TEXT_LIKE = ("title", "name", "text", "desc", "description", "summary", "review")
 
@@ -102,7 +102,12 @@ def read_parquet_interactions(
             row = int(np.flatnonzero(col.is_null().to_numpy(zero_copy_only=False))[0])
             raise DataError(f"missing value at row {row}", path=path, field=col_name)
         if key in ("user_id", "item_id"):
-            cols[key] = np.asarray(pc.cast(col, pa.string()).to_pylist(), dtype=object)
+            strings = pc.cast(col, pa.string())
+            empty = pc.equal(pc.utf8_length(pc.utf8_trim_whitespace(strings)), 0)
+            empty = empty.to_numpy(zero_copy_only=False)
+            if empty.any():
+                raise DataError(f"empty id at row {int(np.flatnonzero(empty)[0])}", path=path, field=col_name)
+            cols[key] = np.asarray(strings.to_pylist(), dtype=object)
         else:
             try:
                 cols[key] = pc.cast(col, pa.float64()).to_numpy(zero_copy_only=False)
@@ -120,8 +125,11 @@ _ATOMIC_TYPES = {"token": "str", "token_seq": "text", "float": "float", "float_s
 def _atomic_header(path: Path) -> list[tuple[str, str]]:
     if not path.is_file():
         raise DataError("file not found", path=path)
-    with open(path, encoding="utf-8") as fh:
-        first = fh.readline().rstrip("\r\n")
+    try:
+        with open(path, encoding="utf-8") as fh:
+            first = fh.readline().rstrip("\r\n")
+    except UnicodeDecodeError as exc:
+        raise DataError(f"not UTF-8 text (byte offset {exc.start})", path=path) from None
     fields = []
     for raw in first.split("\t"):
         name, sep, typ = raw.rpartition(":")
@@ -164,7 +172,13 @@ def _atomic_table(path: Path, key: str, vocab: Vocabulary) -> Table:
             else:
                 columns[name] = ("tags", [tuple(v.split()) for v in values])
         else:  # float_seq -> vector
-            vecs = [np.array(v.split(), dtype=np.float32) for v in values]
+            vecs = []
+            for row, v in enumerate(values):
+                try:
+                    vecs.append(np.array(v.split(), dtype=np.float32))
+                except ValueError:
+                    raise DataError(f"expected space-separated numbers, found {v[:60]!r}", path=path,
+                                    line=line_of_row(path, row), field=name) from None
             dims = {len(v) for v in vecs}
             if len(dims) != 1:
                 raise DataError(f"float_seq rows have different lengths {sorted(dims)[:5]}", path=path, field=name)
@@ -229,23 +243,36 @@ def read_adjacency_split(files: dict[str, str | Path], name: str = "adjacency") 
     return dataset_from_parts(name, parts, users=users, sources={p: str(f) for p, f in files.items()})
 
 
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
 def read_triples_split(files: dict[str, str | Path], name: str = "triples") -> Dataset:
     """SELFRec files: ``user item [weight]`` per line (space or tab separated)."""
     parts = {}
     for part, path in files.items():
         path = Path(path)
-        lines = read_token_lines(path, min_tokens=2)
+        numbered = numbered_token_lines(path, min_tokens=2)
+        lines = [t for _, t in numbered]
         widths = {len(t) for t in lines}
-        if len(widths) > 1:
-            bad = next(i for i, t in enumerate(lines) if len(t) != len(lines[0]))
-            raise DataError(f"rows have {sorted(widths)} fields; expected all 2 or all 3 (row {bad + 1})", path=path)
-        arr = np.array(lines, dtype=object).reshape(len(lines), -1)
+        if len(widths) > 1 or max(widths, default=2) > 3:
+            lineno, t = next((n, t) for n, t in numbered if len(t) != len(lines[0]) or len(t) > 3)
+            raise DataError(f"found {len(t)} fields, expected all rows to have 2 or all 3 "
+                            f"(the first row has {len(lines[0])})", path=path, line=lineno)
+        width = len(lines[0]) if lines else 2  # an empty file is an empty part
+        arr = np.array(lines, dtype=object).reshape(len(lines), width)
         cols = {"user_id": arr[:, 0], "item_id": arr[:, 1]}
         if arr.shape[1] >= 3:
             try:
                 cols["weight"] = arr[:, 2].astype(np.float64)
             except ValueError:
-                raise DataError("the third field must be a number (weight)", path=path, field="weight") from None
+                lineno, value = next((n, t[2]) for n, t in numbered if not _is_number(t[2]))
+                raise DataError(f"the third field must be a number (weight), found {value!r}", path=path,
+                                line=lineno, field="weight") from None
         parts[part] = cols
     return dataset_from_parts(name, parts, sources={p: str(f) for p, f in files.items()})
 
@@ -268,15 +295,24 @@ def read_mmrec(directory: str | Path, name: str | None = None, inter_file: str |
     labels = cols["x_label"]
     bad = np.flatnonzero((labels < 0) | (labels > 2))
     if len(bad):
-        raise DataError(f"x_label must be 0, 1 or 2, found {labels[bad[0]]}", path=path, line=int(bad[0]) + 2,
-                        field="x_label")
+        raise DataError(f"x_label must be 0, 1 or 2, found {labels[bad[0]]}", path=path,
+                        line=line_of_row(path, int(bad[0])), field="x_label")
+    for col in ("userID", "itemID"):
+        neg = np.flatnonzero(cols[col] < 0)
+        if len(neg):
+            raise DataError(f"ids must be >= 0, found {cols[col][neg[0]]}", path=path,
+                            line=line_of_row(path, int(neg[0])), field=col)
     feats = {p.name[: -len("_feat.npy")]: p for p in sorted(directory.glob("*_feat.npy"))}
-    arrays = {k: np.load(p, allow_pickle=False) for k, p in feats.items()}
+    arrays = {}
+    for k, p in feats.items():
+        try:
+            arrays[k] = np.load(p, allow_pickle=False)
+        except (ValueError, OSError, EOFError) as exc:
+            raise DataError(f"not a readable .npy array of numbers ({exc})", path=p) from None
+        if arrays[k].dtype.kind not in "biuf":
+            raise DataError(f"expected a numeric array, found dtype {arrays[k].dtype}", path=p)
     n_items = max([int(cols["itemID"].max()) + 1] + [a.shape[0] for a in arrays.values()])
     n_users = int(cols["userID"].max()) + 1
-    for col in ("userID", "itemID"):
-        if cols[col].min() < 0:
-            raise DataError("ids must be >= 0", path=path, field=col)
     users, items = Vocabulary.from_range(n_users, "user"), Vocabulary.from_range(n_items, "item")
     parts = {}
     for code, part in enumerate(PARTS):
@@ -285,7 +321,7 @@ def read_mmrec(directory: str | Path, name: str | None = None, inter_file: str |
         for opt in ("rating", "timestamp"):
             if opt in cols:
                 parts[part][opt] = cols[opt][sel]
-    ds = dataset_from_parts(name, parts, users=users, items=items)
+    ds = dataset_from_parts(name, parts, users=users, items=items, sources={p: str(path) for p in PARTS})
     if arrays:
         table = Table(n_items)
         for key, arr in arrays.items():
@@ -326,13 +362,19 @@ def read_sequence_file(path: str | Path, name: str | None = None, *, has_user: b
     non-blank lines. The given split is leave-one-out by position. A repeated user id is an error.
     """
     path = Path(path)
-    lines = read_token_lines(path, min_tokens=2 if has_user else 1)
+    numbered = numbered_token_lines(path, min_tokens=2 if has_user else 1)
+    lines = [t for _, t in numbered]
     if has_user:
         user_ids, seqs = [t[0] for t in lines], [t[1:] for t in lines]
         if len(set(user_ids)) != len(user_ids):
-            seen: set[str] = set()
-            dup = next(u for u in user_ids if u in seen or seen.add(u))  # type: ignore[func-returns-value]
-            raise DataError(f"user {dup!r} has more than one line; expected one line per user", path=path)
+            first_line: dict[str, int] = {}
+            for lineno, t in numbered:
+                if t[0] in first_line:
+                    raise DataError(
+                        f"user {t[0]!r} has more than one line (first at line {first_line[t[0]]}); "
+                        "expected one line per user", path=path, line=lineno,
+                    )
+                first_line[t[0]] = lineno
     else:
         user_ids, seqs = [str(i + 1) for i in range(len(lines))], lines
     return _sequence_dataset(name or path.stem, user_ids, seqs)
@@ -341,17 +383,37 @@ def read_sequence_file(path: str | Path, name: str | None = None, *, has_user: b
 def read_json_sequences(path: str | Path, name: str | None = None) -> Dataset:
     """``{"user": [item, ...]}`` (LC-Rec / LETTER ``.inter.json``), items oldest first."""
     path = Path(path)
+    if not path.is_file():
+        raise DataError("file not found", path=path)
+
+    def no_repeated_keys(pairs: list[tuple[str, object]]) -> dict[str, object]:
+        out: dict[str, object] = {}
+        for key, value in pairs:
+            if key in out:
+                raise DataError(f"user {key!r} appears more than once; expected one sequence per user",
+                                path=path)
+            out[key] = value
+        return out
+
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise DataError("file not found", path=path) from None
+        data = json.loads(path.read_text(encoding="utf-8"), object_pairs_hook=no_repeated_keys)
+    except UnicodeDecodeError as exc:
+        raise DataError(f"not UTF-8 text (byte offset {exc.start})", path=path) from None
     except json.JSONDecodeError as exc:
         raise DataError(f"not valid JSON ({exc.msg})", path=path, line=exc.lineno) from None
     if not isinstance(data, dict):
         raise DataError("expected a JSON object mapping user ids to lists of item ids", path=path)
     for user, seq in data.items():
+        if not user.strip():
+            raise DataError("an empty user id", path=path)
         if not isinstance(seq, list) or not seq:
             raise DataError(f"user {user!r}: expected a non-empty list of item ids", path=path, field=user)
+        for item in seq:
+            if isinstance(item, bool) or not isinstance(item, (str, int)) or not str(item).strip():
+                raise DataError(
+                    f"user {user!r}: item ids must be non-empty strings or integers, found {item!r}",
+                    path=path, field=user,
+                )
     return _sequence_dataset(
         name or path.name.split(".")[0], list(data), [[str(i) for i in s] for s in data.values()]
     )
@@ -380,15 +442,15 @@ def read_unisrec_split(files: dict[str, str | Path], name: str = "unisrec") -> D
         t = cols["item_id:token"]
         for row, (user, hist, target) in enumerate(zip(u, h, t)):
             seq = hist.split() + [target]
-            samples.setdefault(part, []).append((user, row + 2, seq, str(path)))
+            samples.setdefault(part, []).append((user, row, seq, str(path)))
             if len(seq) > len(full.get(user, ())):
                 full[user] = seq
     position_part: dict[tuple[str, int], str] = {}
     for part, rows in samples.items():
-        for user, line, seq, path in rows:
+        for user, row, seq, path in rows:
             if full[user][: len(seq)] != seq:
                 raise DataError(f"history of user {user!r} is not a prefix of its longest sequence",
-                                path=path, line=line)
+                                path=path, line=line_of_row(path, row))
             if part != "train":
                 position_part[(user, len(seq) - 1)] = part
     user_ids = list(full)

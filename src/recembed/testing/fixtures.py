@@ -1,0 +1,21 @@
+"""Small seeded datasets with a known answer."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+from ..data.dataset import Dataset
+from ..data.splits import Split, random_split
+from ..data.synthetic import SyntheticConfig, generate
+
+
+@lru_cache(maxsize=4)
+def planted_dataset(seed: int = 7) -> Dataset:
+    """~300 users x 200 items in 8 topics; users' future items come from their past topics."""
+    return generate(SyntheticConfig(scale="tiny", seed=seed))
+
+
+@lru_cache(maxsize=4)
+def planted_split(seed: int = 7) -> Split:
+    ds = planted_dataset(seed)
+    return random_split(ds.interactions, ds.users, ds.items, (0.8, 0.1, 0.1), seed=seed)

@@ -1,0 +1,72 @@
+"""The CLI contract: fit writes RUN_DIR/metrics.json; evaluate, recommend, similar, compare read it."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from click.testing import CliRunner
+
+from recembed.cli.main import cli
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    out = tmp_path_factory.mktemp("runs")
+    runner = CliRunner()
+    for model in ("pop", "ease"):
+        res = runner.invoke(cli, ["fit", model, "--data", "synthetic:tiny", "--out", str(out / model), "--no-progress"])
+        assert res.exit_code == 0, res.output
+    return out
+
+
+def test_fit_writes_metrics_contract(runs) -> None:
+    m = json.loads((runs / "ease" / "metrics.json").read_text())
+    for part in ("test", "valid"):
+        for key in ("ndcg@10", "recall@10", "ndcg@20", "recall@20"):
+            assert 0 <= m[part][key] <= 1
+    for key in ("split_hash", "fit_seconds", "eval_seconds", "peak_rss_mb"):
+        assert key in m
+    assert m["test"]["ndcg@10"] > json.loads((runs / "pop" / "metrics.json").read_text())["test"]["ndcg@10"]
+    assert json.loads((runs / "pop" / "metrics.json").read_text())["split_hash"] == m["split_hash"]
+    assert (runs / "ease" / "model" / "model.safetensors").exists()
+
+
+def test_evaluate_rescores_identically(runs) -> None:
+    res = CliRunner().invoke(cli, ["evaluate", str(runs / "ease")])
+    assert res.exit_code == 0, res.output
+    assert "matches the stored test metrics: True" in res.output
+
+
+def test_recommend_prints_titles(runs) -> None:
+    res = CliRunner().invoke(cli, ["recommend", str(runs / "ease"), "--user", "u3", "--k", "5"])
+    assert res.exit_code == 0, res.output
+    assert "top 5 for user u3" in res.output and "score" in res.output
+
+
+def test_recommend_unknown_user_is_a_clear_error(runs) -> None:
+    res = CliRunner().invoke(cli, ["recommend", str(runs / "ease"), "--user", "nobody"])
+    assert res.exit_code != 0
+    assert "nobody" in str(res.exception) or "nobody" in res.output
+
+
+def test_compare_runs_significance(runs) -> None:
+    res = CliRunner().invoke(cli, ["compare", str(runs / "pop"), str(runs / "ease"), "--metric", "ndcg@10"])
+    assert res.exit_code == 0, res.output
+    assert "p(t-test)" in res.output
+
+
+def test_unknown_model_and_bad_set(tmp_path) -> None:
+    runner = CliRunner()
+    res = runner.invoke(cli, ["fit", "nosuchmodel", "--data", "synthetic:tiny", "--out", str(tmp_path / "x")])
+    assert res.exit_code != 0 and "nosuchmodel" in str(res.exception)
+    res = runner.invoke(cli, ["fit", "ease", "--data", "synthetic:tiny", "--set", "l2=abc", "--out", str(tmp_path / "y")])
+    assert res.exit_code != 0 and "l2" in str(res.exception)
+    assert not (tmp_path / "y" / "metrics.json").exists()
+
+
+def test_datasets_lists_catalog() -> None:
+    res = CliRunner().invoke(cli, ["datasets"])
+    assert res.exit_code == 0
+    for name in ("ml-100k", "gowalla", "synthetic", "amazon-beauty-cf"):
+        assert name in res.output

@@ -1,0 +1,89 @@
+"""Closed-form models equal their papers' formulas computed naively on small random data."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+
+from recembed.data.interactions import Interactions
+from recembed.errors import ResourceError
+from recembed.models.ease import EASE
+from recembed.models.gfcf import GFCF, randomized_right_singular_vectors
+from recembed.models.itemknn import ItemKNN
+from recembed.options import FitOptions
+
+
+def _random_interactions(seed: int = 0, users: int = 60, items: int = 40, density: float = 0.15) -> Interactions:
+    rng = np.random.default_rng(seed)
+    x = rng.random((users, items)) < density
+    x[np.arange(users), rng.integers(0, items, users)] = True  # nobody empty
+    u, i = np.nonzero(x)
+    return Interactions(u, i, users, items)
+
+
+@pytest.mark.parametrize("torch_backend", [True, False])
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_ease_equals_textbook_formula(dtype, torch_backend, monkeypatch) -> None:
+    import recembed.models.ease as ease_module
+
+    if torch_backend and not ease_module.HAVE_TORCH:
+        pytest.skip("torch is not installed")
+    monkeypatch.setattr(ease_module, "HAVE_TORCH", torch_backend)
+    inter = _random_interactions()
+    x = inter.csr().toarray().astype(np.float64)
+    lam = 7.0
+    p = np.linalg.inv(x.T @ x + lam * np.eye(x.shape[1]))
+    b = -p / np.diag(p)[None, :]
+    np.fill_diagonal(b, 0.0)
+    model = EASE(l2=lam, dtype=dtype).fit(inter)
+    np.testing.assert_allclose(model.weights_, b, atol=1e-4 if dtype == "float32" else 1e-9)
+    np.testing.assert_allclose(model.score(np.arange(5)), x[:5] @ b, atol=1e-4)
+
+
+def test_ease_refuses_what_memory_cannot_hold() -> None:
+    inter = _random_interactions(items=400, users=50, density=0.05)
+    with pytest.raises(ResourceError, match=r"EASE over 400 items .* GiB"):
+        EASE().fit(inter, options=FitOptions(memory_budget_mb=0))
+
+
+@pytest.mark.parametrize("k,shrink", [(5, 0.0), (10, 3.0), (100, 0.0)])
+def test_itemknn_equals_definition(k, shrink) -> None:
+    inter = _random_interactions(1)
+    x = inter.csr().toarray().astype(np.float64)
+    norms = np.sqrt((x ** 2).sum(axis=0))
+    sim = (x.T @ x) / (norms[:, None] * norms[None, :] + shrink + 1e-6)
+    np.fill_diagonal(sim, 0.0)
+    w = np.zeros_like(sim)
+    kk = min(k, sim.shape[0] - 1)
+    for j in range(sim.shape[1]):  # keep the k largest per target column
+        top = np.argsort(-sim[:, j], kind="stable")[:kk]
+        w[top, j] = sim[top, j]
+    w[w < 0] = 0
+    model = ItemKNN(k=k, shrink=shrink).fit(inter)
+    got = model.similarity_.toarray()
+    # ties at the k-th value may pick different neighbours: compare the kept mass per column
+    np.testing.assert_allclose(np.sort(got, axis=0)[-kk:], np.sort(w, axis=0)[-kk:], atol=1e-5)
+    np.testing.assert_allclose(model.score(np.arange(4)), x[:4] @ got, atol=1e-5)
+
+
+def test_gfcf_equals_dense_formula() -> None:
+    inter = _random_interactions(2)
+    x = inter.csr().toarray().astype(np.float64)
+    du, di = x.sum(1), x.sum(0)
+    r = x / np.sqrt(du)[:, None] / np.sqrt(di)[None, :]
+    f, alpha = 8, 0.3
+    _, _, vt = np.linalg.svd(r)
+    v = vt[:f].T
+    expected = x @ (r.T @ r) + alpha * x @ np.diag(di ** -0.5) @ v @ v.T @ np.diag(di ** 0.5)
+    model = GFCF(num_factors=f, alpha=alpha).fit(inter)
+    np.testing.assert_allclose(model.score(np.arange(x.shape[0])), expected, atol=1e-4)
+
+
+def test_randomized_svd_recovers_subspace() -> None:
+    rng = np.random.default_rng(3)
+    a = sp.csr_matrix(rng.random((80, 50)) * (rng.random((80, 50)) < 0.3))
+    v = randomized_right_singular_vectors(a, 5, power_iterations=8)
+    _, _, vt = np.linalg.svd(a.toarray())
+    # same subspace: projections agree
+    np.testing.assert_allclose(np.abs(v.T @ vt[:5].T).sum(axis=1), np.ones(5), atol=0.05)
