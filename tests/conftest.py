@@ -5,6 +5,13 @@ from pathlib import Path
 
 import pytest
 
+try:  # tiny test models: one thread avoids OpenMP spin-waits on a busy 2-core machine
+    import torch
+
+    torch.set_num_threads(1)
+except ImportError:  # pragma: no cover
+    pass
+
 DATA_ROOT = Path(os.environ.get("RECEMBED_DATA_ROOT", Path(__file__).resolve().parents[2] / "shared" / "data"))
 
 

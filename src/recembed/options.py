@@ -19,3 +19,7 @@ class FitOptions:
     """Show progress bars on the terminal."""
     memory_budget_mb: int | None = None
     """Cap on the memory a closed-form fit may plan for (None: what the machine has available)."""
+    checkpoint_dir: str | None = None
+    """Where trainable models write checkpoints (None: no checkpoints)."""
+    resume: bool = False
+    """Continue from the checkpoint in ``checkpoint_dir`` if there is one."""

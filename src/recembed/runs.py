@@ -10,6 +10,7 @@ Run directory layout::
       items.parquet          item vocabulary (+ title when the item table has one)
       split.parquet          the split as (part, user_idx, item_idx): re-scoring needs no data root
       per_user_test.parquet  per-user test metrics and top-K lists (for slices / significance)
+      history.json, training_curve.png   per-epoch loss / validation metric (trainable models)
 """
 
 from __future__ import annotations
@@ -128,6 +129,13 @@ def fit_and_evaluate(
         "eval_seconds": round(eval_seconds, 3),
         "peak_rss_mb": round(peak_rss_mb(), 1),
     }
+    train_result = getattr(model, "train_result_", None)
+    if train_result is not None:
+        metrics["training"] = {
+            "epochs_run": len(train_result.history), "best_epoch": train_result.best_epoch,
+            "best_valid": train_result.best_metric, "seconds_to_best_epoch": train_result.seconds_to_best,
+            "stopped_early": train_result.stopped_early,
+        }
     if test is not None:
         metrics["test_slices"] = slices(test, split)
     if out_dir is not None:
@@ -165,6 +173,12 @@ def write_run(out: Path, model: Recommender, dataset: Dataset, split: Split, met
         cols.update({m: v for m, v in test.per_user.items()})
         cols["topk"] = pa.FixedSizeListArray.from_arrays(pa.array(test.topk.ravel()), test.topk.shape[1])
         _write_parquet(out / "per_user_test.parquet", pa.table(cols))
+    history = getattr(model, "history_", None)
+    if history:
+        from .training.plots import plot_history
+
+        write_json(out / "history.json", history)
+        plot_history(history, out / "training_curve.png", title=f"{config['model']} on {dataset.name}")
     config = {**config, "recembed": __version__, "python": platform.python_version()}
     write_json(out / "config.json", config)
     write_json(out / "metrics.json", metrics)  # last: its presence marks a complete run

@@ -90,8 +90,12 @@ def _load_data(data: str, data_root: str | None):  # noqa: ANN202
 @click.option("--seed", default=2020, show_default=True, help="Random seed.")
 @click.option("--ks", default="5,10,20,50", show_default=True, help="Cut-offs K for the metrics.")
 @click.option("--no-progress", is_flag=True, help="Hide progress bars.")
+@click.option("--threads", type=int, default=None, help="CPU threads for torch / BLAS (default: library default).")
+@click.option("--checkpoint-dir", type=click.Path(), default=None,
+              help="Write training checkpoints here (trainable models); with --resume, continue from one.")
+@click.option("--resume", is_flag=True, help="Continue from the checkpoint in --checkpoint-dir.")
 def fit(model: str, data: str, data_root: str | None, split_spec: str | None, sets: tuple[str, ...], out_dir: str,
-        seed: int, ks: str, no_progress: bool) -> None:
+        seed: int, ks: str, no_progress: bool, threads: int | None, checkpoint_dir: str | None, resume: bool) -> None:
     """Fit MODEL, evaluate on validation and test, write RUN_DIR/metrics.json."""
     from ..data.splits import make_split
     from ..models.registry import model_class
@@ -106,7 +110,8 @@ def fit(model: str, data: str, data_root: str | None, split_spec: str | None, se
     ks_tuple = tuple(int(k) for k in ks.split(","))
     result = fit_and_evaluate(
         model, dataset, split, params=_parse_sets(sets),
-        options=FitOptions(seed=seed, show_progress=not no_progress), out_dir=out_dir, ks=ks_tuple,
+        options=FitOptions(seed=seed, show_progress=not no_progress, threads=threads, checkpoint_dir=checkpoint_dir,
+                           resume=resume), out_dir=out_dir, ks=ks_tuple,
         data_spec={"data": data, "data_root": data_root},
     )
     m = result.metrics

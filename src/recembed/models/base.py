@@ -11,7 +11,6 @@ matrix ``M`` as ``M.indptr``, ``M.indices``, ``M.data``, ``M.shape``). Never pic
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 from typing import Any, ClassVar, Self
 
@@ -242,6 +241,3 @@ class HistoryRecommender(Recommender):
         for key, value in state.items():
             setattr(self, f"{key}_", value)
 
-
-def dataclass_fields(config: Any) -> list[str]:
-    return [f.name for f in dataclasses.fields(config)]

@@ -15,6 +15,12 @@ MODELS: dict[str, str] = {
     "itemknn": "recembed.models.itemknn:ItemKNN",
     "ease": "recembed.models.ease:EASE",
     "gfcf": "recembed.models.gfcf:GFCF",
+    "bpr": "recembed.models.bpr:BPR",
+    "multvae": "recembed.models.multvae:MultVAE",
+    "directau": "recembed.models.directau:DirectAU",
+    "lightgcn": "recembed.models.lightgcn:LightGCN",
+    "simgcl": "recembed.models.simgcl:SimGCL",
+    "xsimgcl": "recembed.models.xsimgcl:XSimGCL",
 }
 
 

@@ -1,0 +1,77 @@
+"""MF-BPR: matrix factorisation trained with Bayesian personalised ranking.
+
+Reference: Rendle et al., "BPR: Bayesian Personalized Ranking from Implicit Feedback", UAI 2009.
+
+score(u, i) = <p_u, q_i>; each step draws (u, i+) from the training pairs and one uniform negative
+i- the user never interacted with, and minimises ``-log sigmoid(s(u,i+) - s(u,i-))`` (+ L2 on the
+looked-up embeddings with ``reg_weight``). Deviation: Adam instead of the paper's SGD (as RecBole,
+Cornac); Xavier-normal initialisation (as RecBole).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import scipy.sparse as sp
+import torch
+from torch import nn
+
+from ..config import check
+from ..options import FitOptions
+from ..training.tasks import BPRTask
+from ..training.trainer import TrainConfig
+from .trainable import EmbeddingRecommender
+
+
+@dataclass(frozen=True)
+class BPRConfig(TrainConfig):
+    embedding_dim: int = 64
+    """Dimension of user and item factors."""
+    reg_weight: float = 0.0
+    """L2 on the embeddings of each batch (per example)."""
+    num_negatives: int = 1
+    """Uniform negatives per positive (the BPR loss is averaged over them)."""
+    learning_rate: float = 5e-3
+    """Adam step size."""
+    batch_size: int = 4096
+    """Triples per step."""
+    item_bias: bool = False
+    """Add a learned item bias to the score (BPR-MF as in MyMediaLite / Cornac; not in the paper)."""
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        check(self.embedding_dim >= 1, "embedding_dim", f"must be >= 1, got {self.embedding_dim}")
+        check(self.num_negatives >= 1, "num_negatives", f"must be >= 1, got {self.num_negatives}")
+
+
+class MFModule(nn.Module):
+    """User and item embedding tables."""
+
+    def __init__(self, num_users: int, num_items: int, dim: int, item_bias: bool = False) -> None:
+        super().__init__()
+        self.user = nn.Embedding(num_users, dim)
+        self.item = nn.Embedding(num_items, dim)
+        nn.init.xavier_normal_(self.user.weight)
+        nn.init.xavier_normal_(self.item.weight)
+        self.bias = nn.Parameter(torch.zeros(num_items, 1)) if item_bias else None
+
+    def forward(self) -> tuple[torch.Tensor, torch.Tensor]:
+        if self.bias is None:
+            return self.user.weight, self.item.weight  # (U, D), (I, D)
+        # the bias rides along as an extra dimension: <[p_u, 1], [q_i, b_i]> = <p_u, q_i> + b_i
+        ones = torch.ones(self.user.weight.shape[0], 1)
+        return torch.cat([self.user.weight, ones], 1), torch.cat([self.item.weight, self.bias], 1)
+
+    def ego(self) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.user.weight, self.item.weight
+
+
+class BPR(EmbeddingRecommender):
+    name = "bpr"
+    Config = BPRConfig
+
+    def _build(self, train: sp.csr_matrix, options: FitOptions) -> tuple[nn.Module, BPRTask]:
+        cfg = self.config
+        module = MFModule(train.shape[0], train.shape[1], cfg.embedding_dim, cfg.item_bias)
+        task = BPRTask(train, cfg.batch_size, reg_weight=cfg.reg_weight, num_negatives=cfg.num_negatives)
+        return module, task

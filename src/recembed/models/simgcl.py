@@ -1,0 +1,122 @@
+"""SimGCL: graph contrastive learning with uniform noise instead of graph augmentation.
+
+Reference: Yu et al., "Are Graph Augmentations Necessary? Simple Graph Contrastive Learning for
+Recommendation", SIGIR 2022.
+
+Encoder: LightGCN propagation without the layer-0 term in the layer mean. For the contrastive task two
+extra forward passes add noise at every layer, ``E^(l) <- E^(l) + eps * sign(E^(l)) * normalize(U(0,1))``,
+and an InfoNCE loss (temperature ``temperature``) pulls the two views of each batch user (and each
+batch item) together; total loss = BPR on the clean embeddings + ``cl_weight`` * (InfoNCE_users +
+InfoNCE_items) + ``reg_weight`` * L2 on the batch's layer-0 embeddings. Defaults follow the paper
+(lambda 0.2, eps 0.1, tau 0.2, 2 layers; lambda is tuned per dataset in the paper).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import scipy.sparse as sp
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..config import check
+from ..options import FitOptions
+from ..training.losses import bpr_loss, info_nce
+from ..training.tasks import BPRTask, PairBatch, l2_of_ego
+from ..training.trainer import TrainConfig
+from .lightgcn import _SymmetricSpMM, normalized_adjacency
+from .trainable import EmbeddingRecommender
+
+
+@dataclass(frozen=True)
+class SimGCLConfig(TrainConfig):
+    embedding_dim: int = 64
+    """Dimension of the layer-0 embeddings."""
+    num_layers: int = 2
+    """Propagation layers."""
+    eps: float = 0.1
+    """Magnitude of the added noise."""
+    cl_weight: float = 0.2
+    """Weight lambda of the contrastive loss."""
+    temperature: float = 0.2
+    """InfoNCE temperature."""
+    reg_weight: float = 1e-4
+    """L2 weight on the batch's layer-0 embeddings."""
+    learning_rate: float = 1e-3
+    """Adam step size."""
+    batch_size: int = 2048
+    """Triples per step."""
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        check(self.num_layers >= 1, "num_layers", f"must be >= 1, got {self.num_layers}")
+        check(self.eps >= 0, "eps", f"must be >= 0, got {self.eps}")
+        check(self.temperature > 0, "temperature", f"must be > 0, got {self.temperature}")
+
+
+def perturb(emb: torch.Tensor, eps: float) -> torch.Tensor:
+    """Add ``eps * sign(emb) * normalize(U(0,1))`` row-wise: a random direction in emb's hyperoctant."""
+    noise = F.normalize(torch.rand_like(emb), dim=-1)
+    return emb + torch.sign(emb) * noise * eps
+
+
+class NoisyGCNModule(nn.Module):
+    """LightGCN-style propagation whose layers can be perturbed (SimGCL, XSimGCL)."""
+
+    def __init__(self, adjacency: sp.csr_matrix, num_users: int, num_items: int, dim: int, num_layers: int) -> None:
+        super().__init__()
+        self.adjacency, self.num_users, self.num_layers = adjacency, num_users, num_layers
+        self.user = nn.Embedding(num_users, dim)
+        self.item = nn.Embedding(num_items, dim)
+        nn.init.xavier_uniform_(self.user.weight)  # as the authors' code (SELFRec)
+        nn.init.xavier_uniform_(self.item.weight)
+
+    def ego(self) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.user.weight, self.item.weight
+
+    def layers(self, eps: float = 0.0) -> list[torch.Tensor]:
+        """Embeddings after each propagation layer 1..L, ``(U+I, D)`` each, noised when ``eps > 0``."""
+        e = torch.cat([self.user.weight, self.item.weight])
+        out = []
+        for _ in range(self.num_layers):
+            e = _SymmetricSpMM.apply(self.adjacency, e)
+            if eps > 0:
+                e = perturb(e, eps)
+            out.append(e)
+        return out
+
+    def split(self, e: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return e[: self.num_users], e[self.num_users :]
+
+    def forward(self) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.split(torch.stack(self.layers()).mean(0))
+
+
+class SimGCLTask(BPRTask):
+    def __init__(self, train: sp.csr_matrix, config: SimGCLConfig) -> None:
+        super().__init__(train, config.batch_size, reg_weight=config.reg_weight)
+        self.config = config
+
+    def loss(self, module: NoisyGCNModule, batch: PairBatch, epoch: int) -> torch.Tensor:
+        cfg = self.config
+        users_emb, items_emb = module()
+        u = users_emb[batch.users]
+        rec = bpr_loss((u * items_emb[batch.pos_items]).sum(-1),
+                       torch.einsum("bd,bnd->bn", u, items_emb[batch.neg_items]))
+        v1 = module.split(torch.stack(module.layers(cfg.eps)).mean(0))
+        v2 = module.split(torch.stack(module.layers(cfg.eps)).mean(0))
+        uu, ii = torch.unique(batch.users), torch.unique(batch.pos_items)
+        cl = info_nce(v1[0][uu], v2[0][uu], cfg.temperature) + info_nce(v1[1][ii], v2[1][ii], cfg.temperature)
+        return rec + cfg.cl_weight * cl + cfg.reg_weight * l2_of_ego(module, batch)
+
+
+class SimGCL(EmbeddingRecommender):
+    name = "simgcl"
+    Config = SimGCLConfig
+
+    def _build(self, train: sp.csr_matrix, options: FitOptions) -> tuple[nn.Module, SimGCLTask]:
+        cfg = self.config
+        module = NoisyGCNModule(normalized_adjacency(train), train.shape[0], train.shape[1], cfg.embedding_dim,
+                                cfg.num_layers)
+        return module, SimGCLTask(train, cfg)

@@ -1,0 +1,99 @@
+"""Trainable models: build a torch module and a task, run THE trainer, export numpy state.
+
+``EmbeddingRecommender`` covers models that end in user and item embedding tables (MF-BPR,
+LightGCN, SimGCL, ...): after training, ``user_factors_`` and ``item_factors_`` are exported and
+scoring is ``U[u] @ I^T``; serving needs no training code.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import scipy.sparse as sp
+import torch
+from torch import nn
+
+from ..data.interactions import Interactions
+from ..evaluation.ranking import evaluate
+from ..options import FitOptions
+from ..training.trainer import Task, Trainer, TrainResult, seed_everything
+from .base import Recommender
+
+
+class TrainableRecommender(Recommender):
+    """Subclasses implement ``_build(train_csr, options) -> (module, task)``, ``_scorer(module)`` and
+    ``_export(module)``."""
+
+    history_: list[dict[str, Any]]
+    train_result_: TrainResult
+
+    def _build(self, train: sp.csr_matrix, options: FitOptions) -> tuple[nn.Module, Task]:
+        raise NotImplementedError
+
+    def _scorer(self, module: nn.Module):  # noqa: ANN202 - returns a Scorer
+        raise NotImplementedError
+
+    def _export(self, module: nn.Module) -> None:
+        raise NotImplementedError
+
+    def _fit(self, train: Interactions, options: FitOptions, **context: Any) -> None:
+        x = train.csr("binary")
+        self.user_items_ = x
+        seed_everything(options.seed)  # module initialisation is part of the seeded run
+        module, task = self._build(x, options)
+        valid: Interactions | None = context.get("valid")
+        validate = None
+        if valid is not None and len(valid):
+            metric = self.config.valid_metric
+            name, k = metric.split("@")
+            target = valid.csr()
+
+            def validate() -> float:
+                result = evaluate(self._scorer(module), target, x, ks=(int(k),), metrics=(name,))
+                return result.summary[metric]
+
+        result = Trainer(self.config, options).fit(module, task, validate)
+        self.train_result_ = result
+        self.history_ = result.history
+        module.eval()
+        with torch.no_grad():
+            self._export(module)
+
+
+class EmbeddingRecommender(TrainableRecommender):
+    """A model whose module's ``forward()`` returns ``(user_emb (U, D), item_emb (I, D))``."""
+
+    user_factors_: np.ndarray  # (U, D) float32
+    item_factors_: np.ndarray  # (I, D) float32
+
+    def _scorer(self, module: nn.Module):  # noqa: ANN202
+        user_emb, item_emb = (t.detach() for t in module())
+        item_t = item_emb.T.contiguous()
+        return lambda users: (user_emb[torch.from_numpy(np.asarray(users))] @ item_t).numpy()
+
+    def _export(self, module: nn.Module) -> None:
+        user_emb, item_emb = module()
+        self.user_factors_ = user_emb.detach().numpy().astype(np.float32, copy=True)
+        self.item_factors_ = item_emb.detach().numpy().astype(np.float32, copy=True)
+
+    def score(self, user_idx: np.ndarray) -> np.ndarray:
+        users = self._check_users(user_idx)
+        return (torch.from_numpy(self.user_factors_[users]) @ torch.from_numpy(self.item_factors_).T).numpy()
+
+    def item_embeddings(self) -> np.ndarray:
+        self._check_fitted()
+        return self.item_factors_
+
+    def user_embeddings(self) -> np.ndarray:
+        self._check_fitted()
+        return self.user_factors_
+
+    def _state(self) -> dict[str, Any]:
+        return {"user_factors": self.user_factors_, "item_factors": self.item_factors_,
+                "user_items": self.user_items_}
+
+    def _set_state(self, state: dict[str, Any]) -> None:
+        self.user_factors_ = state["user_factors"]
+        self.item_factors_ = state["item_factors"]
+        self.user_items_ = state["user_items"]

@@ -1,0 +1,1 @@
+"""Training: negative samplers, losses, tasks (loss + sampling + batches), checkpoints and THE loop."""

@@ -1,0 +1,114 @@
+"""Tasks: what one training step computes. A task owns loss + negative sampling + batch building.
+
+Embedding modules used with these tasks implement ``forward() -> (user_emb (U, D), item_emb (I, D))``:
+the full tables a step scores from (for LightGCN, the propagated ones), so graph models and plain
+factorisation share the same tasks.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import numpy as np
+import scipy.sparse as sp
+import torch
+from torch import nn
+
+from .losses import bpr_loss, sampled_softmax_loss
+from .samplers import NegativeSampler, UniformSampler
+
+
+@dataclass
+class PairBatch:
+    """A batch of (user, positive item, negative items) indices."""
+
+    users: torch.Tensor  # (B,) int64
+    pos_items: torch.Tensor  # (B,) int64
+    neg_items: torch.Tensor  # (B, n) int64
+
+
+class InteractionTask:
+    """Base for tasks that iterate over the training (user, item) pairs in a shuffled order."""
+
+    def __init__(self, train: sp.csr_matrix, batch_size: int, sampler: NegativeSampler | None = None,
+                 num_negatives: int = 1) -> None:
+        coo = sp.csr_matrix(train).tocoo()
+        self.users = coo.row.astype(np.int64)
+        self.items = coo.col.astype(np.int64)
+        self.batch_size = batch_size
+        self.num_negatives = num_negatives
+        self.sampler = sampler or (UniformSampler(train) if num_negatives else None)
+
+    def num_batches(self) -> int:
+        return -(-len(self.users) // self.batch_size)
+
+    def batches(self, epoch: int, rng: np.random.Generator) -> Iterator[PairBatch]:
+        order = rng.permutation(len(self.users))
+        for start in range(0, len(order), self.batch_size):
+            sel = order[start : start + self.batch_size]
+            users, pos = self.users[sel], self.items[sel]
+            neg = self.sampler.sample(users, rng, self.num_negatives) if self.num_negatives else \
+                np.zeros((len(sel), 0), dtype=np.int64)
+            yield PairBatch(torch.from_numpy(users), torch.from_numpy(pos), torch.from_numpy(neg))
+
+
+class BPRTask(InteractionTask):
+    """BPR loss over (user, positive, sampled negative) triples, plus optional L2 on the looked-up
+    embeddings (``reg_weight``, as LightGCN's paper: on the layer-0 embeddings, via ``module.ego``)."""
+
+    def __init__(self, train: sp.csr_matrix, batch_size: int, *, reg_weight: float = 0.0,
+                 sampler: NegativeSampler | None = None, num_negatives: int = 1) -> None:
+        super().__init__(train, batch_size, sampler, num_negatives)
+        self.reg_weight = reg_weight
+
+    def loss(self, module: nn.Module, batch: PairBatch, epoch: int) -> torch.Tensor:
+        user_emb, item_emb = module()
+        u = user_emb[batch.users]  # (B, D)
+        pos = (u * item_emb[batch.pos_items]).sum(-1)  # (B,)
+        neg = torch.einsum("bd,bnd->bn", u, item_emb[batch.neg_items])  # (B, n)
+        loss = bpr_loss(pos, neg)
+        if self.reg_weight > 0:
+            loss = loss + self.reg_weight * l2_of_ego(module, batch)
+        return loss
+
+
+def l2_of_ego(module: nn.Module, batch: PairBatch) -> torch.Tensor:
+    """``(||e_u||^2 + ||e_i+||^2 + ||e_i-||^2) / (2 B)`` on the module's layer-0 (ego) embeddings."""
+    ego_users, ego_items = module.ego()
+    b = len(batch.users)
+    sq = ego_users[batch.users].pow(2).sum() + ego_items[batch.pos_items].pow(2).sum() \
+        + ego_items[batch.neg_items].pow(2).sum()
+    return sq / (2 * b)
+
+
+class SoftmaxTask(InteractionTask):
+    """Sampled softmax with in-batch negatives plus ``num_negatives`` shared uniform negatives, with
+    the logQ correction for in-batch popularity (``log_q=True``)."""
+
+    def __init__(self, train: sp.csr_matrix, batch_size: int, *, temperature: float = 0.1,
+                 num_negatives: int = 0, log_q: bool = True, normalize: bool = True,
+                 reg_weight: float = 0.0) -> None:
+        super().__init__(train, batch_size, num_negatives=0)
+        self.temperature, self.shared_negatives, self.normalize = temperature, num_negatives, normalize
+        self.reg_weight = reg_weight
+        counts = np.bincount(self.items, minlength=train.shape[1]).astype(np.float64)
+        self.log_q = torch.from_numpy(np.log(np.maximum(counts, 1) / counts.sum())).float() if log_q else None
+        self.num_items = train.shape[1]
+
+    def loss(self, module: nn.Module, batch: PairBatch, epoch: int) -> torch.Tensor:
+        user_emb, item_emb = module()
+        u, p = user_emb[batch.users], item_emb[batch.pos_items]
+        neg_idx = torch.randint(0, self.num_items, (self.shared_negatives,)) if self.shared_negatives else None
+        n = item_emb[neg_idx] if neg_idx is not None else None
+        if self.normalize:
+            u, p = nn.functional.normalize(u, dim=-1), nn.functional.normalize(p, dim=-1)
+            n = nn.functional.normalize(n, dim=-1) if n is not None else None
+        loss = sampled_softmax_loss(
+            u, p, n, temperature=self.temperature, in_batch=True,
+            pos_log_q=None if self.log_q is None else self.log_q[batch.pos_items],
+            pos_items=batch.pos_items,
+        )
+        if self.reg_weight > 0:
+            loss = loss + self.reg_weight * l2_of_ego(module, batch)
+        return loss

@@ -1,0 +1,249 @@
+"""THE training loop, written once for every trainable model.
+
+The loop owns: ``zero_grad`` / ``backward`` / ``step``, gradient clipping, the progress bar (loss,
+throughput, last validation metric), early stopping on a validation metric, checkpoints (every N
+epochs, at the end, and on interrupt), exact resume, per-epoch history. A *task* owns the loss,
+negative sampling and batch building (see :mod:`recembed.training.tasks`).
+
+Determinism: every epoch draws from generators seeded by ``(seed, epoch)`` (NumPy for sampling,
+torch for dropout / noise), so a run resumed at epoch ``e`` continues exactly as an uninterrupted
+one would, given the model and optimizer state the checkpoint restores.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..config import check, config_to_dict
+from ..errors import DataError
+from ..options import FitOptions
+from .checkpoint import load_checkpoint, save_checkpoint
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Hyperparameters of the loop; model configs extend this class."""
+
+    epochs: int = 300
+    """Maximum number of epochs."""
+    batch_size: int = 2048
+    """Training examples per step."""
+    learning_rate: float = 1e-3
+    """Adam / SGD step size."""
+    weight_decay: float = 0.0
+    """Optimizer L2 weight decay."""
+    optimizer: Literal["adam", "sgd"] = "adam"
+    """Optimizer."""
+    patience: int = 10
+    """Stop after this many evaluations without improvement of ``valid_metric`` (0: never stop early)."""
+    valid_metric: str = "ndcg@10"
+    """Validation metric for early stopping and model selection."""
+    eval_every: int = 1
+    """Evaluate on validation every N epochs."""
+    grad_clip: float = 0.0
+    """Clip the gradient norm to this value (0: no clipping)."""
+    checkpoint_every: int = 0
+    """Write a checkpoint every N epochs when a checkpoint directory is set (0: at the end only)."""
+
+    def __post_init__(self) -> None:
+        check(self.epochs >= 1, "epochs", f"must be >= 1, got {self.epochs}")
+        check(self.batch_size >= 1, "batch_size", f"must be >= 1, got {self.batch_size}")
+        check(self.learning_rate > 0, "learning_rate", f"must be > 0, got {self.learning_rate}")
+        check(self.weight_decay >= 0, "weight_decay", f"must be >= 0, got {self.weight_decay}")
+        check(self.patience >= 0, "patience", f"must be >= 0, got {self.patience}")
+        check(self.eval_every >= 1, "eval_every", f"must be >= 1, got {self.eval_every}")
+        check("@" in self.valid_metric, "valid_metric", f"expected NAME@K, got {self.valid_metric!r}")
+
+
+#: config keys that may change between a checkpoint and the run resuming it
+RESUMABLE_CHANGES = {"epochs", "patience", "checkpoint_every", "eval_every"}
+
+
+class Task(Protocol):
+    """Loss + negative sampling + batch building for one model family."""
+
+    def num_batches(self) -> int: ...
+
+    def batches(self, epoch: int, rng: np.random.Generator) -> Iterator[Any]: ...
+
+    def loss(self, module: nn.Module, batch: Any, epoch: int) -> torch.Tensor: ...
+
+
+@dataclass
+class TrainResult:
+    history: list[dict[str, Any]] = field(default_factory=list)
+    best_epoch: int | None = None
+    best_metric: float | None = None
+    stopped_early: bool = False
+    seconds: float = 0.0
+    seconds_to_best: float | None = None
+
+
+def seed_everything(seed: int, epoch: int = -1) -> np.random.Generator:
+    """Seed torch for ``(seed, epoch)`` and return the NumPy generator of that epoch."""
+    torch.manual_seed((seed * 1_000_003 + epoch + 1) % (2**63 - 1))
+    return np.random.default_rng([seed, epoch + 1])
+
+
+class Trainer:
+    """Runs a :class:`Task` on a module. ``validate`` returns the validation metric (higher is better)."""
+
+    def __init__(self, config: TrainConfig, options: FitOptions | None = None) -> None:
+        self.config = config
+        self.options = options or FitOptions()
+
+    def _optimizer(self, module: nn.Module) -> torch.optim.Optimizer:
+        params = [p for p in module.parameters() if p.requires_grad]
+        if self.config.optimizer == "sgd":
+            return torch.optim.SGD(params, lr=self.config.learning_rate, weight_decay=self.config.weight_decay)
+        return torch.optim.Adam(params, lr=self.config.learning_rate, weight_decay=self.config.weight_decay)
+
+    def _fingerprint(self) -> dict[str, Any]:
+        return {k: v for k, v in config_to_dict(self.config).items() if k not in RESUMABLE_CHANGES}
+
+    def fit(self, module: nn.Module, task: Task, validate: Callable[[], float] | None = None) -> TrainResult:
+        cfg, opts = self.config, self.options
+        if opts.threads:
+            torch.set_num_threads(opts.threads)
+        optimizer = self._optimizer(module)
+        result = TrainResult()
+        best_state: dict[str, torch.Tensor] | None = None
+        bad_evals, start_epoch, elapsed_before = 0, 0, 0.0
+        if opts.checkpoint_dir and opts.resume:
+            ckpt = load_checkpoint(opts.checkpoint_dir)
+            if ckpt is not None:
+                start_epoch, bad_evals, elapsed_before, best_state = self._restore(ckpt, module, optimizer, result)
+        t_start = time.perf_counter() - elapsed_before
+        progress = _Progress(enabled=opts.show_progress, total_batches=task.num_batches())
+        epoch = start_epoch - 1
+        try:
+            with progress:
+                for epoch in range(start_epoch, cfg.epochs):
+                    t0 = time.perf_counter()
+                    rng = seed_everything(opts.seed, epoch)
+                    module.train()
+                    total, count = 0.0, 0
+                    progress.start_epoch(epoch, cfg.epochs)
+                    for batch in task.batches(epoch, rng):
+                        optimizer.zero_grad(set_to_none=True)
+                        loss = task.loss(module, batch, epoch)
+                        if not torch.isfinite(loss):
+                            raise FloatingPointError(f"loss became {loss.item()} at epoch {epoch + 1}; "
+                                                     "lower learning_rate or enable grad_clip")
+                        loss.backward()
+                        if cfg.grad_clip > 0:
+                            nn.utils.clip_grad_norm_(module.parameters(), cfg.grad_clip)
+                        optimizer.step()
+                        total += float(loss.detach())
+                        count += 1
+                        progress.advance(total / count)
+                    record: dict[str, Any] = {"epoch": epoch + 1, "loss": total / max(count, 1),
+                                              "train_seconds": time.perf_counter() - t0}
+                    stop = False
+                    if validate is not None and (epoch + 1) % cfg.eval_every == 0:
+                        module.eval()
+                        with torch.no_grad():
+                            metric = float(validate())
+                        record[f"valid_{cfg.valid_metric}"] = metric
+                        if result.best_metric is None or metric > result.best_metric:
+                            result.best_metric, result.best_epoch, bad_evals = metric, epoch + 1, 0
+                            best_state = {k: v.detach().clone() for k, v in module.state_dict().items()}
+                            result.seconds_to_best = time.perf_counter() - t_start
+                        else:
+                            bad_evals += 1
+                        stop = cfg.patience > 0 and bad_evals >= cfg.patience
+                        progress.set_metric(cfg.valid_metric, metric)
+                    record["elapsed_seconds"] = time.perf_counter() - t_start
+                    result.history.append(record)
+                    if opts.checkpoint_dir and cfg.checkpoint_every and (epoch + 1) % cfg.checkpoint_every == 0:
+                        self._save(module, optimizer, best_state, result, epoch + 1, bad_evals, t_start)
+                    if stop:
+                        result.stopped_early = True
+                        break
+        except KeyboardInterrupt:
+            if opts.checkpoint_dir and result.history:
+                self._save(module, optimizer, best_state, result, result.history[-1]["epoch"], bad_evals, t_start)
+            raise
+        if opts.checkpoint_dir and result.history:
+            self._save(module, optimizer, best_state, result, result.history[-1]["epoch"], bad_evals, t_start)
+        if best_state is not None:
+            module.load_state_dict(best_state)
+        result.seconds = time.perf_counter() - t_start
+        return result
+
+    # -- checkpoints --------------------------------------------------------------------------------
+    def _save(self, module: nn.Module, optimizer: torch.optim.Optimizer, best: dict | None, result: TrainResult,
+              epoch: int, bad_evals: int, t_start: float) -> None:
+        save_checkpoint(self.options.checkpoint_dir, model=module.state_dict(), optimizer=optimizer.state_dict(),
+                        best=best, meta={
+                            "epoch": epoch, "bad_evals": bad_evals, "history": result.history,
+                            "best_epoch": result.best_epoch, "best_metric": result.best_metric,
+                            "seconds_to_best": result.seconds_to_best,
+                            "elapsed_seconds": time.perf_counter() - t_start,
+                            "config": self._fingerprint(), "seed": self.options.seed,
+                        })
+
+    def _restore(self, ckpt: dict[str, Any], module: nn.Module, optimizer: torch.optim.Optimizer,
+                 result: TrainResult) -> tuple[int, int, float, dict | None]:
+        meta, path = ckpt["meta"], ckpt["path"]
+        if meta.get("config") != self._fingerprint() or meta.get("seed") != self.options.seed:
+            changed = sorted(k for k in set(meta.get("config", {})) | set(self._fingerprint())
+                             if meta.get("config", {}).get(k) != self._fingerprint().get(k))
+            raise DataError(f"checkpoint was written with a different configuration or seed (differs in "
+                            f"{changed or ['seed']}); remove it or use a fresh checkpoint directory", path=path)
+        try:
+            module.load_state_dict(ckpt["model"])
+            optimizer.load_state_dict(ckpt["optimizer"])
+        except (RuntimeError, ValueError, KeyError) as exc:
+            raise DataError(f"checkpoint does not fit this model ({str(exc).splitlines()[0]})", path=path) from None
+        result.history = list(meta["history"])
+        result.best_epoch, result.best_metric = meta["best_epoch"], meta["best_metric"]
+        result.seconds_to_best = meta.get("seconds_to_best")
+        return int(meta["epoch"]), int(meta["bad_evals"]), float(meta.get("elapsed_seconds", 0.0)), ckpt["best"]
+
+
+class _Progress:
+    """A rich progress bar: epoch, batches, running loss, throughput, last validation metric."""
+
+    def __init__(self, enabled: bool, total_batches: int) -> None:
+        self.enabled = enabled
+        self.total = total_batches
+        self._metric = ""
+        self._bar = None
+
+    def __enter__(self) -> _Progress:
+        if self.enabled:
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+            self._bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                                 TextColumn("{task.fields[info]}"), TimeElapsedColumn(), transient=True)
+            self._bar.start()
+            self._task = self._bar.add_task("epoch", total=self.total, info="")
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._bar is not None:
+            self._bar.stop()
+
+    def start_epoch(self, epoch: int, epochs: int) -> None:
+        if self._bar is not None:
+            self._t0 = time.perf_counter()
+            self._bar.reset(self._task, total=self.total, description=f"epoch {epoch + 1}/{epochs}")
+
+    def advance(self, loss: float) -> None:
+        if self._bar is not None:
+            done = self._bar.tasks[0].completed + 1
+            rate = done / max(time.perf_counter() - self._t0, 1e-9)
+            info = f"loss {loss:.4f}  {rate:.0f} batch/s" + (f"  {self._metric}" if self._metric else "")
+            self._bar.update(self._task, advance=1, info=info)
+
+    def set_metric(self, name: str, value: float) -> None:
+        self._metric = f"valid {name} {value:.4f}" if not math.isnan(value) else ""

@@ -1,0 +1,172 @@
+"""THE training loop: learns, clears gradients, stops early, checkpoints, resumes exactly."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from recembed.errors import DataError
+from recembed.options import FitOptions
+from recembed.training.trainer import TrainConfig, Trainer
+
+
+class LinearTask:
+    """loss = sum(w * c) for a constant c: the gradient is c at every step, whatever w is."""
+
+    def __init__(self, n_batches: int = 3) -> None:
+        self.n = n_batches
+        self.c = torch.tensor([1.0, -2.0, 0.5])
+
+    def num_batches(self) -> int:
+        return self.n
+
+    def batches(self, epoch, rng):  # noqa: ANN001, ANN201
+        yield from range(self.n)
+
+    def loss(self, module, batch, epoch):  # noqa: ANN001, ANN201
+        return (module.w * self.c).sum()
+
+
+class Weights(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.w = nn.Parameter(torch.zeros(3))
+
+
+class RegressionTask:
+    """Noisy linear regression with batches drawn from the epoch's generator (tests determinism)."""
+
+    def __init__(self) -> None:
+        rng = np.random.default_rng(0)
+        self.x = torch.tensor(rng.normal(size=(256, 5)), dtype=torch.float32)
+        self.y = self.x @ torch.tensor([1.0, -1.0, 2.0, 0.0, 0.5]) + 0.1 * torch.randn(256)
+
+    def num_batches(self) -> int:
+        return 8
+
+    def batches(self, epoch, rng):  # noqa: ANN001, ANN201
+        order = rng.permutation(256)
+        for i in range(8):
+            yield torch.from_numpy(order[i * 32 : (i + 1) * 32])
+
+    def loss(self, module, batch, epoch):  # noqa: ANN001, ANN201
+        pred = module(self.x[batch])
+        noise = 0.01 * torch.randn(())  # uses the torch generator: must be reproducible too
+        return ((pred.squeeze(-1) - self.y[batch]) ** 2).mean() + noise * 0
+
+
+def _reg_module() -> nn.Module:
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Linear(5, 8), nn.Dropout(0.2), nn.Linear(8, 1))
+
+
+def test_gradients_are_cleared_between_steps() -> None:
+    module = Weights()
+    lr, steps = 0.1, 3 * 2
+    Trainer(TrainConfig(epochs=2, optimizer="sgd", learning_rate=lr), FitOptions(show_progress=False)).fit(
+        module, LinearTask(3)
+    )
+    # accumulated gradients would move w by lr * c * (1 + 2 + ... + steps)
+    np.testing.assert_allclose(module.w.detach().numpy(), -lr * steps * np.array([1.0, -2.0, 0.5]), rtol=1e-6)
+
+
+def test_loss_decreases() -> None:
+    result = Trainer(TrainConfig(epochs=15, learning_rate=0.02), FitOptions(show_progress=False)).fit(
+        _reg_module(), RegressionTask()
+    )
+    losses = [h["loss"] for h in result.history]
+    assert losses[-1] < 0.3 * losses[0]
+
+
+def test_early_stopping_stops_and_restores_best() -> None:
+    scores = iter([0.1, 0.3, 0.2, 0.25, 0.2, 0.1, 0.05, 0.0, 0.0, 0.0])
+    module = _reg_module()
+    snapshots = []
+
+    def validate() -> float:
+        snapshots.append({k: v.clone() for k, v in module.state_dict().items()})
+        return next(scores)
+
+    cfg = TrainConfig(epochs=10, patience=3, learning_rate=0.02)
+    result = Trainer(cfg, FitOptions(show_progress=False)).fit(module, RegressionTask(), validate)
+    assert result.stopped_early and len(result.history) == 5
+    assert result.best_epoch == 2 and result.best_metric == pytest.approx(0.3)
+    for k, v in module.state_dict().items():  # the best epoch's weights are restored
+        torch.testing.assert_close(v, snapshots[1][k])
+
+
+def _state(module: nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.detach().clone() for k, v in module.state_dict().items()}
+
+
+def test_resume_reproduces_uninterrupted_run(tmp_path) -> None:
+    opts = FitOptions(show_progress=False, seed=3)
+    full = _reg_module()
+    Trainer(TrainConfig(epochs=6, learning_rate=0.01), opts).fit(full, RegressionTask())
+
+    ckpt = FitOptions(show_progress=False, seed=3, checkpoint_dir=str(tmp_path / "ck"), resume=True)
+    part = _reg_module()
+    Trainer(TrainConfig(epochs=3, learning_rate=0.01), ckpt).fit(part, RegressionTask())
+    resumed = _reg_module()  # fresh weights: everything must come from the checkpoint
+    result = Trainer(TrainConfig(epochs=6, learning_rate=0.01), ckpt).fit(resumed, RegressionTask())
+    assert [h["epoch"] for h in result.history] == [1, 2, 3, 4, 5, 6]
+    for k, v in _state(full).items():
+        torch.testing.assert_close(_state(resumed)[k], v, rtol=0, atol=0)
+
+
+def test_deterministic_for_a_seed() -> None:
+    runs = []
+    for _ in range(2):
+        m = _reg_module()
+        Trainer(TrainConfig(epochs=3, learning_rate=0.01), FitOptions(show_progress=False, seed=5)).fit(
+            m, RegressionTask())
+        runs.append(_state(m))
+    for k in runs[0]:
+        torch.testing.assert_close(runs[0][k], runs[1][k], rtol=0, atol=0)
+
+
+def test_corrupted_checkpoint_is_a_clear_error(tmp_path) -> None:
+    ckpt = FitOptions(show_progress=False, checkpoint_dir=str(tmp_path), resume=True)
+    Trainer(TrainConfig(epochs=1), ckpt).fit(_reg_module(), RegressionTask())
+    weights = next(tmp_path.glob("checkpoint-*.safetensors"))
+    weights.write_bytes(weights.read_bytes()[:-10])
+    with pytest.raises(DataError, match="SHA-256"):
+        Trainer(TrainConfig(epochs=2), ckpt).fit(_reg_module(), RegressionTask())
+
+
+def test_incompatible_checkpoint_is_a_clear_error(tmp_path) -> None:
+    ckpt = FitOptions(show_progress=False, checkpoint_dir=str(tmp_path), resume=True)
+    Trainer(TrainConfig(epochs=1), ckpt).fit(_reg_module(), RegressionTask())
+    with pytest.raises(DataError, match="learning_rate"):
+        Trainer(TrainConfig(epochs=2, learning_rate=0.5), ckpt).fit(_reg_module(), RegressionTask())
+    meta = json.loads((tmp_path / "checkpoint.json").read_text())
+    meta["format"] = 99
+    (tmp_path / "checkpoint.json").write_text(json.dumps(meta))
+    with pytest.raises(DataError, match="checkpoint"):
+        Trainer(TrainConfig(epochs=2), ckpt).fit(_reg_module(), RegressionTask())
+
+
+def test_interrupt_writes_checkpoint(tmp_path) -> None:
+    class Interrupting(RegressionTask):
+        def loss(self, module, batch, epoch):  # noqa: ANN001, ANN201
+            if epoch == 2:
+                raise KeyboardInterrupt
+            return super().loss(module, batch, epoch)
+
+    ckpt = FitOptions(show_progress=False, checkpoint_dir=str(tmp_path), resume=True)
+    with pytest.raises(KeyboardInterrupt):
+        Trainer(TrainConfig(epochs=5), ckpt).fit(_reg_module(), Interrupting())
+    assert json.loads((tmp_path / "checkpoint.json").read_text())["epoch"] == 2
+
+
+def test_nan_loss_is_reported() -> None:
+    class NaNTask(LinearTask):
+        def loss(self, module, batch, epoch):  # noqa: ANN001, ANN201
+            return module.w.sum() * float("nan")
+
+    with pytest.raises(FloatingPointError, match="learning_rate"):
+        Trainer(TrainConfig(epochs=1), FitOptions(show_progress=False)).fit(Weights(), NaNTask())
