@@ -49,6 +49,11 @@ seed, so the same metrics); the attempt with the fewest contended epochs is kept
 per-epoch validation and checkpoint saves, not model construction, which is ``model_init_seconds``: LightGCN
 builds its normalised adjacency matrix there).
 
+``--source raw-rs`` (diagnostic) loads the raw /work/shared/data/ml-100k/ml-100k.inter instead and lets RecBole
+split it (RS 0.8/0.1/0.1 with seed 2020, PEERS.md's setup). That yields the same three sets (checked pair by
+pair) but RecBole's internal ids follow the raw file's order, so initialisation and negative sampling follow a
+different random trajectory; these runs reproduce PEERS.md's numbers exactly (see README.md).
+
 ``--time-cap-seconds`` stops training from the callback (by raising) once the cumulative time passes the cap;
 the best checkpoint so far is then tested and the record is marked ``capped: true``.
 """
@@ -56,6 +61,7 @@ the best checkpoint so far is then tested and the record is marked ``capped: tru
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import logging
 import os
@@ -67,6 +73,8 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 MODELS = ("BPR", "LightGCN", "MultiVAE")
+RAW_DATA_PATH = Path("/work/shared/data")  # holds ml-100k/ml-100k.inter (RecBole's atomic file, verbatim)
+RAW_DATASET = "ml-100k"
 METRIC_KEYS = ("recall@10", "recall@20", "ndcg@10", "ndcg@20", "mrr@10")
 
 
@@ -130,7 +138,9 @@ def run_child(model_name: str, args) -> dict:
     t_start = time.perf_counter()
     loadavg_start = os.getloadavg()
     sys.path.insert(0, str(HERE))
-    import recbole_eval_timing as ev  # noqa: E402  (applies the RecBole runtime monkeypatches)
+    # First, before anything imports RecBole: applies the runtime monkeypatches (numpy 2 aliases, torch.load,
+    # pandas 3 fillna, scipy dok_matrix._update). import_module keeps import sorters from moving it.
+    ev = importlib.import_module("recbole_eval_timing")
 
     import numpy as np
     import torch
@@ -143,12 +153,20 @@ def run_child(model_name: str, args) -> dict:
     work_dir.mkdir(parents=True, exist_ok=True)
     os.chdir(work_dir)
 
-    expected = ev.write_benchmark_files(args.data_root)
+    if args.source == "split-files":
+        expected = ev.write_benchmark_files(args.data_root)
+        dataset_name = ev.DATASET
+        source_cfg = {"data_path": str(args.data_root), "benchmark_filename": list(ev.PARTS)}
+        split_cfg = {}
+    else:  # raw-rs: RecBole's own random split of the raw file (reproduces the split files; checked below)
+        expected = {part: set(ev.read_pairs(ev.SPLIT_DIR / f"{part}.tsv")) for part in ev.PARTS}
+        dataset_name = RAW_DATASET
+        source_cfg = {"data_path": str(RAW_DATA_PATH)}
+        split_cfg = {"split": {"RS": [0.8, 0.1, 0.1]}}
     config_dict = {
-        "data_path": str(args.data_root),
-        "benchmark_filename": list(ev.PARTS),
+        **source_cfg,
         "load_col": {"inter": ["user_id", "item_id"]},
-        "eval_args": {"group_by": "user", "order": "RO", "mode": "full"},
+        "eval_args": {**split_cfg, "group_by": "user", "order": "RO", "mode": "full"},
         "metrics": ["Recall", "MRR", "NDCG", "Hit", "Precision"],
         "topk": [10, 20],
         "valid_metric": "NDCG@10",
@@ -166,7 +184,7 @@ def run_child(model_name: str, args) -> dict:
     if model_name in ("BPR", "LightGCN"):
         config_dict["embedding_size"] = 64
     t0 = time.perf_counter()
-    config = Config(model=model_name, dataset=ev.DATASET, config_dict=config_dict)
+    config = Config(model=model_name, dataset=dataset_name, config_dict=config_dict)
     init_seed(config["seed"], config["reproducibility"])
     logging.getLogger().setLevel(logging.WARNING)
     dataset = create_dataset(config)
@@ -354,6 +372,14 @@ def main() -> None:
         default=Path("/tmp/recbole-train-work"),
         help="cwd of each child (RecBole writes log_tensorboard/ and saved/ checkpoints under <work-dir>/<model>)",
     )
+    ap.add_argument(
+        "--source",
+        choices=("split-files", "raw-rs"),
+        default="split-files",
+        help="split-files (default): load the split files as RecBole benchmark files; raw-rs: load the raw "
+        "ml-100k.inter and let RecBole split it (RS 0.8/0.1/0.1, seed 2020), which yields the same sets "
+        "(checked) but different internal item ids, hence a different random trajectory (diagnostic)",
+    )
     ap.add_argument("--verbose", action="store_true", help="print one line per epoch (stderr)")
     ap.add_argument(
         "--no-wait-idle",
@@ -387,6 +413,7 @@ def main() -> None:
         "versions": versions(),
         "dataset": "ml-100k",
         "split": "/work/shared/data/ml-100k/splits/random-80-10-10",
+        "source": args.source,
         "protocol": (
             "full ranking over all items; valid masks train, test masks train+valid; validation every epoch on "
             "NDCG@10, stopping_step 10, seed 2020, embedding size 64, RecBole defaults otherwise; best "
@@ -416,6 +443,8 @@ def main() -> None:
             str(args.data_root),
             "--work-dir",
             str(args.work_dir),
+            "--source",
+            args.source,
         ]
         if args.time_cap_seconds is not None:
             cmd += ["--time-cap-seconds", str(args.time_cap_seconds)]
@@ -457,7 +486,9 @@ def main() -> None:
             )
         rec["attempts"] = attempts
         rec["attempt_used"] = next(i for i, a in enumerate(attempts, 1) if a["fit_seconds"] == rec["fit_seconds"])
-        rec["test_metrics_identical_across_attempts"] = all(a["test_metrics"] == attempts[0]["test_metrics"] for a in attempts)
+        rec["test_metrics_identical_across_attempts"] = all(
+            a["test_metrics"] == attempts[0]["test_metrics"] for a in attempts
+        )
         payload["results"].append(rec)
         m = rec["test_metrics"]
         print(
