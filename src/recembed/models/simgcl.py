@@ -22,8 +22,8 @@ from torch import nn
 
 from ..config import check
 from ..options import FitOptions
-from ..training.losses import bpr_loss, info_nce
-from ..training.tasks import BPRTask, PairBatch, l2_of_ego
+from ..training.losses import info_nce
+from ..training.tasks import BPRTask, PairBatch, bpr_on_tables, l2_of_ego
 from ..training.trainer import TrainConfig
 from .lightgcn import _SymmetricSpMM, normalized_adjacency
 from .trainable import EmbeddingRecommender
@@ -101,9 +101,7 @@ class SimGCLTask(BPRTask):
     def loss(self, module: NoisyGCNModule, batch: PairBatch, epoch: int) -> torch.Tensor:
         cfg = self.config
         users_emb, items_emb = module()
-        u = users_emb[batch.users]
-        rec = bpr_loss((u * items_emb[batch.pos_items]).sum(-1),
-                       torch.einsum("bd,bnd->bn", u, items_emb[batch.neg_items]))
+        rec = bpr_on_tables(users_emb, items_emb, batch)
         v1 = module.split(torch.stack(module.layers(cfg.eps)).mean(0))
         v2 = module.split(torch.stack(module.layers(cfg.eps)).mean(0))
         uu, ii = torch.unique(batch.users), torch.unique(batch.pos_items)

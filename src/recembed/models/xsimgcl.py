@@ -20,8 +20,8 @@ from torch import nn
 
 from ..config import check
 from ..options import FitOptions
-from ..training.losses import bpr_loss, info_nce
-from ..training.tasks import BPRTask, PairBatch, l2_of_ego
+from ..training.losses import info_nce
+from ..training.tasks import BPRTask, PairBatch, bpr_on_tables, l2_of_ego
 from ..training.trainer import TrainConfig
 from .lightgcn import normalized_adjacency
 from .simgcl import NoisyGCNModule
@@ -66,9 +66,7 @@ class XSimGCLTask(BPRTask):
         layers = module.layers(cfg.eps)
         users_emb, items_emb = module.split(torch.stack(layers).mean(0))
         cl_users, cl_items = module.split(layers[cfg.cl_layer - 1])
-        u = users_emb[batch.users]
-        rec = bpr_loss((u * items_emb[batch.pos_items]).sum(-1),
-                       torch.einsum("bd,bnd->bn", u, items_emb[batch.neg_items]))
+        rec = bpr_on_tables(users_emb, items_emb, batch)
         uu, ii = torch.unique(batch.users), torch.unique(batch.pos_items)
         cl = info_nce(users_emb[uu], cl_users[uu], cfg.temperature) + \
             info_nce(items_emb[ii], cl_items[ii], cfg.temperature)

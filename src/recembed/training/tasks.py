@@ -63,14 +63,18 @@ class BPRTask(InteractionTask):
         self.reg_weight = reg_weight
 
     def loss(self, module: nn.Module, batch: PairBatch, epoch: int) -> torch.Tensor:
-        user_emb, item_emb = module()
-        u = user_emb[batch.users]  # (B, D)
-        pos = (u * item_emb[batch.pos_items]).sum(-1)  # (B,)
-        neg = torch.einsum("bd,bnd->bn", u, item_emb[batch.neg_items])  # (B, n)
-        loss = bpr_loss(pos, neg)
+        loss = bpr_on_tables(*module(), batch)
         if self.reg_weight > 0:
             loss = loss + self.reg_weight * l2_of_ego(module, batch)
         return loss
+
+
+def bpr_on_tables(user_emb: torch.Tensor, item_emb: torch.Tensor, batch: PairBatch) -> torch.Tensor:
+    """BPR loss of a batch of triples scored from full ``(U, D)`` / ``(I, D)`` embedding tables."""
+    u = user_emb[batch.users]  # (B, D)
+    pos = (u * item_emb[batch.pos_items]).sum(-1)  # (B,)
+    neg = torch.einsum("bd,bnd->bn", u, item_emb[batch.neg_items])  # (B, n)
+    return bpr_loss(pos, neg)
 
 
 def l2_of_ego(module: nn.Module, batch: PairBatch) -> torch.Tensor:
