@@ -22,9 +22,10 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def run_cli(model: str, data: str, split: str | None, out: Path, data_root: str, sets: list[str]) -> dict:
+def run_cli(model: str, data: str, split: str | None, out: Path, data_root: str, sets: list[str],
+            extra: list[str] | None = None) -> dict:
     cmd = [sys.executable, "-m", "recembed.cli", "fit", model, "--data", data, "--data-root", data_root,
-           "--out", str(out), "--no-progress", "--ks", "10,20"]
+           "--out", str(out), "--no-progress", "--ks", "10,20", *(extra or [])]
     if split:
         cmd += ["--split", split]
     for s in sets:

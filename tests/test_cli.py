@@ -70,3 +70,30 @@ def test_datasets_lists_catalog() -> None:
     assert res.exit_code == 0
     for name in ("ml-100k", "gowalla", "synthetic", "amazon-beauty-cf"):
         assert name in res.output
+
+
+def test_monitor_test_refuses_selection_on_test(tmp_path) -> None:
+    runner = CliRunner()
+    args = ["fit", "bpr", "--data", "synthetic:tiny", "--split", "random:0.8,0,0.2", "--no-progress",
+            "--set", "epochs=2", "--monitor-test"]
+    res = runner.invoke(cli, [*args, "--out", str(tmp_path / "a")])
+    assert res.exit_code != 0 and "select_best=false" in str(res.exception)
+    res = runner.invoke(cli, [*args, "--set", "select_best=false", "--out", str(tmp_path / "b")])
+    assert res.exit_code == 0, res.output
+    m = json.loads((tmp_path / "b" / "metrics.json").read_text())
+    history = json.loads((tmp_path / "b" / "history.json").read_text())
+    assert m["training"]["weights"] == "last epoch" and m["training"]["history_metrics_on"] == "test (monitor only)"
+    assert "valid_ndcg@10" in history[-1] and "valid_recall@10" in history[-1]
+
+
+def test_encode_writes_features(tmp_path) -> None:
+    from recembed.encoders import ItemFeatures
+
+    res = CliRunner().invoke(cli, ["encode", "--data", "synthetic:tiny", "--encoder", "tfidf", "--dim", "16",
+                                   "--text-columns", "title,description", "--fields", "category,tags,price",
+                                   "--out", str(tmp_path / "f")])
+    assert res.exit_code == 0, res.output
+    feats = ItemFeatures.load(tmp_path / "f")
+    assert feats.dims()["text"] == 16 and "fields" in feats and feats.num_items == 200
+    info = json.loads((tmp_path / "f" / "encode.json").read_text())
+    assert info["items"] == 200 and info["items_per_second"] > 0

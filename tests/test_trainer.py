@@ -170,3 +170,45 @@ def test_nan_loss_is_reported() -> None:
 
     with pytest.raises(FloatingPointError, match="learning_rate"):
         Trainer(TrainConfig(epochs=1), FitOptions(show_progress=False)).fit(Weights(), NaNTask())
+
+
+def test_select_best_false_keeps_last_weights_and_dict_metrics_are_logged() -> None:
+    scores = iter([0.3, 0.1, 0.2])
+    module = _reg_module()
+
+    def validate() -> dict[str, float]:
+        v = next(scores)
+        return {"ndcg@10": v, "recall@10": 2 * v}
+
+    cfg = TrainConfig(epochs=3, patience=0, learning_rate=0.02, select_best=False)
+    result = Trainer(cfg, FitOptions(show_progress=False)).fit(module, RegressionTask(), validate)
+    last = _state(module)
+    assert result.best_epoch == 1 and [h["valid_recall@10"] for h in result.history] == pytest.approx([0.6, 0.2, 0.4])
+    again = _reg_module()
+    Trainer(TrainConfig(epochs=3, patience=0, learning_rate=0.02), FitOptions(show_progress=False)).fit(
+        again, RegressionTask())
+    for k, v in last.items():  # the same as a run without validation: no restore of epoch 1
+        torch.testing.assert_close(v, _state(again)[k])
+
+
+def test_time_budget_stops_before_an_epoch_that_would_overrun() -> None:
+    class SlowTask(RegressionTask):
+        def loss(self, module, batch, epoch):  # noqa: ANN001, ANN201
+            import time
+
+            time.sleep(0.01)  # 8 batches: >= 0.08 s per epoch
+            return super().loss(module, batch, epoch)
+
+    cfg = TrainConfig(epochs=50, learning_rate=0.02, time_budget_s=0.25)
+    result = Trainer(cfg, FitOptions(show_progress=False)).fit(_reg_module(), SlowTask())
+    assert result.stopped_by_budget and not result.stopped_early
+    assert 1 <= len(result.history) <= 3
+    assert result.history[-1]["elapsed_seconds"] <= 0.25
+
+
+def test_cosine_schedule_anneals_the_step_size() -> None:
+    module = Weights()
+    cfg = TrainConfig(epochs=4, optimizer="sgd", learning_rate=0.1, lr_schedule="cosine")
+    Trainer(cfg, FitOptions(show_progress=False)).fit(module, LinearTask(1))
+    lrs = [0.1 * 0.5 * (1 + np.cos(np.pi * e / 4)) for e in range(4)]  # 0.1, 0.085, 0.05, 0.015
+    np.testing.assert_allclose(module.w.detach().numpy(), -sum(lrs) * np.array([1.0, -2.0, 0.5]), rtol=1e-6)

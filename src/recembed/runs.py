@@ -32,7 +32,7 @@ from .data.dataset import Dataset
 from .data.interactions import Interactions
 from .data.splits import PARTS, Split
 from .data.vocab import Vocabulary
-from .errors import DataError
+from .errors import ConfigError, DataError
 from .evaluation.ranking import DEFAULT_KS, EvalResult, evaluate
 from .io import atomic_write, read_json, write_json
 from .models.base import Recommender
@@ -105,13 +105,27 @@ def fit_and_evaluate(
     out_dir: str | Path | None = None,
     ks=DEFAULT_KS,
     data_spec: dict[str, Any] | None = None,
+    monitor_test: bool = False,
 ) -> RunResult:
-    """Fit ``model_name`` on ``split.train``, evaluate on valid and test, write ``out_dir``."""
+    """Fit ``model_name`` on ``split.train``, evaluate on valid and test, write ``out_dir``.
+
+    ``monitor_test``: for splits without a validation set (gowalla's), a trainable model reports test
+    metrics per epoch in its history and curve. It is refused unless the model keeps its last weights
+    (``select_best=false``): choosing an epoch on test would leak it into the reported result.
+    """
     options = options or FitOptions()
     cls = model_class(model_name)
     model = cls(**(params or {}))
+    watch = split.valid
+    if monitor_test:
+        if getattr(model.config, "select_best", None) is not False:
+            raise ConfigError("monitor_test: only for trainable models with select_best=false (choosing an "
+                              "epoch on the test set would leak it into the result)")
+        if len(split.valid):
+            raise ConfigError("monitor_test: the split has a validation set; select on it instead")
+        watch = split.test
     t0 = time.perf_counter()
-    model.fit(split.train, options=options, valid=split.valid, item_table=dataset.item_table)
+    model.fit(split.train, options=options, valid=watch, item_table=dataset.item_table)
     fit_seconds = time.perf_counter() - t0
     t1 = time.perf_counter()
     valid = evaluate_split(model, split, "valid", ks=ks, show_progress=options.show_progress)
@@ -134,7 +148,9 @@ def fit_and_evaluate(
         metrics["training"] = {
             "epochs_run": len(train_result.history), "best_epoch": train_result.best_epoch,
             "best_valid": train_result.best_metric, "seconds_to_best_epoch": train_result.seconds_to_best,
-            "stopped_early": train_result.stopped_early,
+            "stopped_early": train_result.stopped_early, "stopped_by_budget": train_result.stopped_by_budget,
+            "weights": "best validation epoch" if model.config.select_best else "last epoch",
+            "history_metrics_on": "test (monitor only)" if monitor_test else "valid",
         }
     if test is not None:
         metrics["test_slices"] = slices(test, split)
@@ -178,7 +194,8 @@ def write_run(out: Path, model: Recommender, dataset: Dataset, split: Split, met
         from .training.plots import plot_history
 
         write_json(out / "history.json", history)
-        plot_history(history, out / "training_curve.png", title=f"{config['model']} on {dataset.name}")
+        plot_history(history, out / "training_curve.png", title=f"{config['model']} on {dataset.name}",
+                     metric_label=f"{metrics.get('training', {}).get('history_metrics_on', 'valid')} metric")
     config = {**config, "recembed": __version__, "python": platform.python_version()}
     write_json(out / "config.json", config)
     write_json(out / "metrics.json", metrics)  # last: its presence marks a complete run

@@ -94,8 +94,11 @@ def _load_data(data: str, data_root: str | None):  # noqa: ANN202
 @click.option("--checkpoint-dir", type=click.Path(), default=None,
               help="Write training checkpoints here (trainable models); with --resume, continue from one.")
 @click.option("--resume", is_flag=True, help="Continue from the checkpoint in --checkpoint-dir.")
+@click.option("--monitor-test", is_flag=True,
+              help="Splits without validation: log test metrics per epoch (needs --set select_best=false).")
 def fit(model: str, data: str, data_root: str | None, split_spec: str | None, sets: tuple[str, ...], out_dir: str,
-        seed: int, ks: str, no_progress: bool, threads: int | None, checkpoint_dir: str | None, resume: bool) -> None:
+        seed: int, ks: str, no_progress: bool, threads: int | None, checkpoint_dir: str | None, resume: bool,
+        monitor_test: bool) -> None:
     """Fit MODEL, evaluate on validation and test, write RUN_DIR/metrics.json."""
     from ..data.splits import make_split
     from ..models.registry import model_class
@@ -112,12 +115,64 @@ def fit(model: str, data: str, data_root: str | None, split_spec: str | None, se
         model, dataset, split, params=_parse_sets(sets),
         options=FitOptions(seed=seed, show_progress=not no_progress, threads=threads, checkpoint_dir=checkpoint_dir,
                            resume=resume), out_dir=out_dir, ks=ks_tuple,
-        data_spec={"data": data, "data_root": data_root},
+        data_spec={"data": data, "data_root": data_root}, monitor_test=monitor_test,
     )
     m = result.metrics
     console.print(_metrics_table(f"{model} on {dataset.name}", {"valid": m["valid"], "test": m["test"]}, HEADLINE))
     console.print(f"fit {m['fit_seconds']:.2f}s  eval {m['eval_seconds']:.2f}s  peak RSS {m['peak_rss_mb']:.0f} MiB"
                   f"  -> {out_dir}/metrics.json")
+
+
+@cli.command()
+@click.option("--data", required=True, help="Catalog name or a file / folder path.")
+@click.option("--data-root", type=click.Path(), default=None, help="Folder of the datasets (else $RECEMBED_DATA_ROOT).")
+@click.option("--text-columns", default="", help="Item table columns joined into one text per item (comma-separated).")
+@click.option("--encoder", type=click.Choice(["minilm", "tfidf"]), default="minilm", show_default=True,
+              help="minilm: local all-MiniLM-L6-v2 (offline); tfidf: TF-IDF + truncated SVD, no model needed.")
+@click.option("--dim", default=256, show_default=True, help="Output dimension (tfidf only; minilm is 384).")
+@click.option("--vectors/--no-vectors", default=True, show_default=True,
+              help="Also keep the table's precomputed vector columns as modalities.")
+@click.option("--fields", default="", help="Categorical / tag / numeric columns to encode (comma-separated).")
+@click.option("--cache-dir", type=click.Path(), default=None, help="Text-vector cache (default: ~/.cache/recembed).")
+@click.option("--batch-size", default=64, show_default=True, help="Texts per encoder batch.")
+@click.option("--threads", type=int, default=None, help="CPU threads for the encoder.")
+@click.option("--out", "out_dir", required=True, type=click.Path(), help="Folder to write features.safetensors to.")
+def encode(data: str, data_root: str | None, text_columns: str, encoder: str, dim: int, vectors: bool, fields: str,
+           cache_dir: str | None, batch_size: int, threads: int | None, out_dir: str) -> None:
+    """Encode item content (text, vectors, fields) into OUT/features.safetensors + features.json."""
+    import time
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from ..encoders import SentenceEncoder, TfidfEncoder, features_from_table
+    from ..io import atomic_write, write_json
+
+    dataset, _ = _load_data(data, data_root)
+    if dataset.item_table is None:
+        raise click.BadParameter(f"{dataset.name} has no item table to encode", param_hint="--data")
+    cols = [c for c in text_columns.split(",") if c]
+    if encoder == "minilm":
+        cache = Path(cache_dir) if cache_dir else Path.home() / ".cache" / "recembed" / "text"
+        text_encoder = SentenceEncoder(batch_size=batch_size, cache_dir=cache, threads=threads)
+    else:
+        text_encoder = TfidfEncoder(dim=dim)
+    t = time.perf_counter()
+    feats = features_from_table(dataset.item_table, text_columns=cols, text_encoder=text_encoder if cols else None,
+                                vector_columns=None if vectors else [],
+                                field_columns=[c for c in fields.split(",") if c])
+    seconds = time.perf_counter() - t
+    out = Path(out_dir)
+    feats.save(out)
+    ids = pa.table({"item_id": dataset.items.arrow})
+    atomic_write(out / "items.parquet", lambda p: pq.write_table(ids, p))
+    stats = getattr(text_encoder, "last_stats", {}) if cols else {}
+    write_json(out / "encode.json", {"data": data, "text_columns": cols, "encoder": encoder if cols else None,
+                                     "seconds": round(seconds, 3), "items": dataset.num_items,
+                                     "items_per_second": round(dataset.num_items / max(seconds, 1e-9), 1),
+                                     "text_stats": stats, "modalities": feats.dims()})
+    console.print(f"{feats}\n{dataset.num_items} items in {seconds:.1f}s"
+                  + (f" (text: {stats})" if stats else "") + f" -> {out}/features.safetensors")
 
 
 @cli.command(name="evaluate")

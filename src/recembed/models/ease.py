@@ -79,6 +79,23 @@ def _spd_inverse_inplace(g: np.ndarray) -> np.ndarray:
     return inv.T
 
 
+def dense_gram(x: sp.csr_matrix, dtype: type, block: int = 2048) -> np.ndarray:
+    """``X^T X`` as a dense C-ordered ``(I, I)`` array, built a block of columns at a time.
+
+    A single sparse ``X^T X`` holds every co-occurring item pair (on gowalla several GiB of indices and
+    values) next to its dense copy, roughly doubling the peak; per block only that block's pairs exist.
+    """
+    xf = sp.csr_matrix(x, dtype=dtype)
+    xt = xf.T.tocsr()
+    xc = xf.tocsc()
+    n = xf.shape[1]
+    g = np.empty((n, n), dtype=dtype)
+    for j0 in range(0, n, block):
+        j1 = min(n, j0 + block)
+        g[:, j0:j1] = (xt @ xc[:, j0:j1]).toarray()
+    return g
+
+
 class EASE(HistoryRecommender):
     name = "ease"
     Config = EASEConfig
@@ -97,8 +114,7 @@ class EASE(HistoryRecommender):
             f"EASE over {n:,} items (a dense {n:,} x {n:,} {dtype} Gram matrix)",
             "use itemknn or gfcf, or filter the catalog",
         )
-        xf = sp.csr_matrix(x, dtype=np.float64 if dtype == "float64" else np.float32)
-        g = np.ascontiguousarray((xf.T @ xf).toarray())
+        g = dense_gram(x, np.float64 if dtype == "float64" else np.float32)
         g[np.diag_indices(n)] += self.config.l2
         p = _spd_inverse_inplace(g)
         diag = np.diag(p).copy()

@@ -7,7 +7,7 @@ E^(0) = [P; Q] (users; items), E^(k+1) = A_hat E^(k) with A_hat = D^{-1/2} A D^{
 normalised user-item bipartite adjacency, final embeddings = mean_{k=0..K} E^(k) (alpha_k = 1/(K+1));
 trained with BPR and L2 on the batch's layer-0 embeddings (weight ``reg_weight``), as the paper.
 Paper setting (gowalla): embedding 64, K=3, lr 1e-3, batch 2048, reg 1e-4; RecBole's defaults are
-K=2, reg 1e-5. Deviation: none in the model; propagation is a torch sparse matmul per step.
+K=2, reg 1e-5. Deviation: none in the model; propagation is a SciPy CSR matmul per layer and step.
 """
 
 from __future__ import annotations
@@ -79,29 +79,44 @@ class _SymmetricSpMM(torch.autograd.Function):
 
 
 def propagate(adjacency: sp.csr_matrix, ego: torch.Tensor, num_layers: int) -> torch.Tensor:
-    """Mean of ``A^k E`` for ``k = 0..num_layers``: LightGCN's layer combination, ``(U+I, D)``."""
-    layers = [ego]
+    """Mean of ``A^k E`` for ``k = 0..num_layers``: LightGCN's layer combination, ``(U+I, D)``.
+
+    Accumulates a running sum (no stacked copy of the layers: on gowalla that copy and its backward
+    cost a third of a training step)."""
+    total = h = ego
     for _ in range(num_layers):
-        layers.append(_SymmetricSpMM.apply(adjacency, layers[-1]))
-    return torch.stack(layers).mean(0)
+        h = _SymmetricSpMM.apply(adjacency, h)
+        total = total + h
+    return total * (1.0 / (num_layers + 1))
 
 
-class LightGCNModule(nn.Module):
-    def __init__(self, adjacency: sp.csr_matrix, num_users: int, num_items: int, dim: int, num_layers: int) -> None:
+class GraphEmbeddingModule(nn.Module):
+    """User and item layer-0 embeddings held in ONE ``(U+I, D)`` parameter, so propagation needs no
+    concatenation per step; ``ego()`` returns the user and item blocks as views."""
+
+    def __init__(self, adjacency: sp.csr_matrix, num_users: int, num_items: int, dim: int, num_layers: int,
+                 init: str = "normal") -> None:
         super().__init__()
         self.num_users, self.num_layers = num_users, num_layers
         self.adjacency = adjacency  # fixed graph, not a parameter (rebuilt from the data, never saved)
-        self.user = nn.Embedding(num_users, dim)
-        self.item = nn.Embedding(num_items, dim)
-        nn.init.normal_(self.user.weight, std=0.1)  # as the paper's code
-        nn.init.normal_(self.item.weight, std=0.1)
+        self.weight = nn.Parameter(torch.empty(num_users + num_items, dim))
+        with torch.no_grad():
+            for block in (self.weight[:num_users], self.weight[num_users:]):
+                if init == "normal":
+                    nn.init.normal_(block, std=0.1)  # LightGCN's code
+                else:
+                    nn.init.xavier_uniform_(block)  # SELFRec (SimGCL / XSimGCL), per table
 
     def ego(self) -> tuple[torch.Tensor, torch.Tensor]:
-        return self.user.weight, self.item.weight
+        return self.split(self.weight)
 
+    def split(self, e: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return e[: self.num_users], e[self.num_users :]
+
+
+class LightGCNModule(GraphEmbeddingModule):
     def forward(self) -> tuple[torch.Tensor, torch.Tensor]:
-        out = propagate(self.adjacency, torch.cat([self.user.weight, self.item.weight]), self.num_layers)
-        return out[: self.num_users], out[self.num_users :]
+        return self.split(propagate(self.adjacency, self.weight, self.num_layers))
 
 
 class LightGCN(EmbeddingRecommender):

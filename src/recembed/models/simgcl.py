@@ -25,7 +25,7 @@ from ..options import FitOptions
 from ..training.losses import info_nce
 from ..training.tasks import BPRTask, PairBatch, bpr_on_tables, l2_of_ego
 from ..training.trainer import TrainConfig
-from .lightgcn import _SymmetricSpMM, normalized_adjacency
+from .lightgcn import GraphEmbeddingModule, _SymmetricSpMM, normalized_adjacency
 from .trainable import EmbeddingRecommender
 
 
@@ -55,30 +55,30 @@ class SimGCLConfig(TrainConfig):
         check(self.temperature > 0, "temperature", f"must be > 0, got {self.temperature}")
 
 
+def layer_mean(layers: list[torch.Tensor]) -> torch.Tensor:
+    """Mean of the propagated layers (SimGCL excludes layer 0), as a running sum."""
+    total = layers[0]
+    for h in layers[1:]:
+        total = total + h
+    return total * (1.0 / len(layers))
+
+
 def perturb(emb: torch.Tensor, eps: float) -> torch.Tensor:
     """Add ``eps * sign(emb) * normalize(U(0,1))`` row-wise: a random direction in emb's hyperoctant."""
     noise = F.normalize(torch.rand_like(emb), dim=-1)
     return emb + torch.sign(emb) * noise * eps
 
 
-class NoisyGCNModule(nn.Module):
-    """LightGCN-style propagation whose layers can be perturbed (SimGCL, XSimGCL)."""
+class NoisyGCNModule(GraphEmbeddingModule):
+    """LightGCN-style propagation whose layers can be perturbed (SimGCL, XSimGCL); Xavier-uniform
+    initialisation per table, as the authors' code (SELFRec)."""
 
     def __init__(self, adjacency: sp.csr_matrix, num_users: int, num_items: int, dim: int, num_layers: int) -> None:
-        super().__init__()
-        self.adjacency, self.num_users, self.num_layers = adjacency, num_users, num_layers
-        self.user = nn.Embedding(num_users, dim)
-        self.item = nn.Embedding(num_items, dim)
-        nn.init.xavier_uniform_(self.user.weight)  # as the authors' code (SELFRec)
-        nn.init.xavier_uniform_(self.item.weight)
-
-    def ego(self) -> tuple[torch.Tensor, torch.Tensor]:
-        return self.user.weight, self.item.weight
+        super().__init__(adjacency, num_users, num_items, dim, num_layers, init="xavier")
 
     def layers(self, eps: float = 0.0) -> list[torch.Tensor]:
         """Embeddings after each propagation layer 1..L, ``(U+I, D)`` each, noised when ``eps > 0``."""
-        e = torch.cat([self.user.weight, self.item.weight])
-        out = []
+        e, out = self.weight, []
         for _ in range(self.num_layers):
             e = _SymmetricSpMM.apply(self.adjacency, e)
             if eps > 0:
@@ -86,11 +86,8 @@ class NoisyGCNModule(nn.Module):
             out.append(e)
         return out
 
-    def split(self, e: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        return e[: self.num_users], e[self.num_users :]
-
     def forward(self) -> tuple[torch.Tensor, torch.Tensor]:
-        return self.split(torch.stack(self.layers()).mean(0))
+        return self.split(layer_mean(self.layers()))
 
 
 class SimGCLTask(BPRTask):
@@ -102,8 +99,8 @@ class SimGCLTask(BPRTask):
         cfg = self.config
         users_emb, items_emb = module()
         rec = bpr_on_tables(users_emb, items_emb, batch)
-        v1 = module.split(torch.stack(module.layers(cfg.eps)).mean(0))
-        v2 = module.split(torch.stack(module.layers(cfg.eps)).mean(0))
+        v1 = module.split(layer_mean(module.layers(cfg.eps)))
+        v2 = module.split(layer_mean(module.layers(cfg.eps)))
         uu, ii = torch.unique(batch.users), torch.unique(batch.pos_items)
         cl = info_nce(v1[0][uu], v2[0][uu], cfg.temperature) + info_nce(v1[1][ii], v2[1][ii], cfg.temperature)
         return rec + cfg.cl_weight * cl + cfg.reg_weight * l2_of_ego(module, batch)

@@ -49,9 +49,9 @@ class TrainableRecommender(Recommender):
             name, k = metric.split("@")
             target = valid.csr()
 
-            def validate() -> float:
-                result = evaluate(self._scorer(module), target, x, ks=(int(k),), metrics=(name,))
-                return result.summary[metric]
+            def validate() -> dict[str, float]:  # recall and ndcg ride along for the curve (same top-k)
+                names = tuple(dict.fromkeys((name, "recall", "ndcg")))
+                return evaluate(self._scorer(module), target, x, ks=(int(k),), metrics=names).summary
 
         result = Trainer(self.config, options).fit(module, task, validate)
         self.train_result_ = result

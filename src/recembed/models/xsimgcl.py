@@ -24,7 +24,7 @@ from ..training.losses import info_nce
 from ..training.tasks import BPRTask, PairBatch, bpr_on_tables, l2_of_ego
 from ..training.trainer import TrainConfig
 from .lightgcn import normalized_adjacency
-from .simgcl import NoisyGCNModule
+from .simgcl import NoisyGCNModule, layer_mean
 from .trainable import EmbeddingRecommender
 
 
@@ -64,7 +64,7 @@ class XSimGCLTask(BPRTask):
     def loss(self, module: NoisyGCNModule, batch: PairBatch, epoch: int) -> torch.Tensor:
         cfg = self.config
         layers = module.layers(cfg.eps)
-        users_emb, items_emb = module.split(torch.stack(layers).mean(0))
+        users_emb, items_emb = module.split(layer_mean(layers))
         cl_users, cl_items = module.split(layers[cfg.cl_layer - 1])
         rec = bpr_on_tables(users_emb, items_emb, batch)
         uu, ii = torch.unique(batch.users), torch.unique(batch.pos_items)

@@ -63,18 +63,26 @@ class BPRTask(InteractionTask):
         self.reg_weight = reg_weight
 
     def loss(self, module: nn.Module, batch: PairBatch, epoch: int) -> torch.Tensor:
-        loss = bpr_on_tables(*module(), batch)
-        if self.reg_weight > 0:
-            loss = loss + self.reg_weight * l2_of_ego(module, batch)
-        return loss
+        user_emb, item_emb = module()
+        if self.reg_weight <= 0:
+            return bpr_on_tables(user_emb, item_emb, batch)
+        ego_users, ego_items = module.ego()
+        if ego_users is user_emb and ego_items is item_emb:  # plain MF: regularise the rows already gathered
+            loss, rows = bpr_on_tables(user_emb, item_emb, batch, return_rows=True)
+            return loss + self.reg_weight * sum(r.pow(2).sum() for r in rows) / (2 * len(batch.users))
+        return bpr_on_tables(user_emb, item_emb, batch) + self.reg_weight * l2_of_ego(module, batch)
 
 
-def bpr_on_tables(user_emb: torch.Tensor, item_emb: torch.Tensor, batch: PairBatch) -> torch.Tensor:
-    """BPR loss of a batch of triples scored from full ``(U, D)`` / ``(I, D)`` embedding tables."""
+def bpr_on_tables(user_emb: torch.Tensor, item_emb: torch.Tensor, batch: PairBatch, return_rows: bool = False):
+    """BPR loss of a batch of triples scored from full ``(U, D)`` / ``(I, D)`` embedding tables
+    (with ``return_rows``, also the gathered user / positive / negative rows)."""
     u = user_emb[batch.users]  # (B, D)
-    pos = (u * item_emb[batch.pos_items]).sum(-1)  # (B,)
-    neg = torch.einsum("bd,bnd->bn", u, item_emb[batch.neg_items])  # (B, n)
-    return bpr_loss(pos, neg)
+    p = item_emb[batch.pos_items]  # (B, D)
+    n = item_emb[batch.neg_items]  # (B, n, D)
+    pos = (u * p).sum(-1)  # (B,)
+    neg = (u.unsqueeze(1) * n).sum(-1)  # (B, n): elementwise, a batched (1, D) x (D, 1) bmm is slower here
+    loss = bpr_loss(pos, neg)
+    return (loss, (u, p, n)) if return_rows else loss
 
 
 def l2_of_ego(module: nn.Module, batch: PairBatch) -> torch.Tensor:

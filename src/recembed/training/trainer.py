@@ -42,6 +42,9 @@ class TrainConfig:
     """Optimizer L2 weight decay."""
     optimizer: Literal["adam", "sgd"] = "adam"
     """Optimizer."""
+    lr_schedule: Literal["constant", "cosine"] = "constant"
+    """Step size per epoch: constant, or cosine-annealed from ``learning_rate`` to 0 over ``epochs`` (set
+    from the epoch number, so a resumed run follows the same schedule)."""
     patience: int = 10
     """Stop after this many evaluations without improvement of ``valid_metric`` (0: never stop early)."""
     valid_metric: str = "ndcg@10"
@@ -52,6 +55,11 @@ class TrainConfig:
     """Clip the gradient norm to this value (0: no clipping)."""
     checkpoint_every: int = 0
     """Write a checkpoint every N epochs when a checkpoint directory is set (0: at the end only)."""
+    time_budget_s: float = 0.0
+    """Stop before an epoch that would end past this many seconds of training + validation (0: no budget)."""
+    select_best: bool = True
+    """Restore the weights of the best validation epoch at the end (False: keep the last epoch's weights;
+    validation then only monitors, e.g. a test curve on splits without a validation set)."""
 
     def __post_init__(self) -> None:
         check(self.epochs >= 1, "epochs", f"must be >= 1, got {self.epochs}")
@@ -60,11 +68,12 @@ class TrainConfig:
         check(self.weight_decay >= 0, "weight_decay", f"must be >= 0, got {self.weight_decay}")
         check(self.patience >= 0, "patience", f"must be >= 0, got {self.patience}")
         check(self.eval_every >= 1, "eval_every", f"must be >= 1, got {self.eval_every}")
+        check(self.time_budget_s >= 0, "time_budget_s", f"must be >= 0, got {self.time_budget_s}")
         check("@" in self.valid_metric, "valid_metric", f"expected NAME@K, got {self.valid_metric!r}")
 
 
 #: config keys that may change between a checkpoint and the run resuming it
-RESUMABLE_CHANGES = {"epochs", "patience", "checkpoint_every", "eval_every"}
+RESUMABLE_CHANGES = {"epochs", "patience", "checkpoint_every", "eval_every", "time_budget_s"}
 
 
 class Task(Protocol):
@@ -83,6 +92,7 @@ class TrainResult:
     best_epoch: int | None = None
     best_metric: float | None = None
     stopped_early: bool = False
+    stopped_by_budget: bool = False
     seconds: float = 0.0
     seconds_to_best: float | None = None
 
@@ -94,7 +104,8 @@ def seed_everything(seed: int, epoch: int = -1) -> np.random.Generator:
 
 
 class Trainer:
-    """Runs a :class:`Task` on a module. ``validate`` returns the validation metric (higher is better)."""
+    """Runs a :class:`Task` on a module. ``validate`` returns the validation metric (higher is better), or a
+    dict of metrics that holds ``config.valid_metric`` (all of them go into the history)."""
 
     def __init__(self, config: TrainConfig, options: FitOptions | None = None) -> None:
         self.config = config
@@ -109,7 +120,8 @@ class Trainer:
     def _fingerprint(self) -> dict[str, Any]:
         return {k: v for k, v in config_to_dict(self.config).items() if k not in RESUMABLE_CHANGES}
 
-    def fit(self, module: nn.Module, task: Task, validate: Callable[[], float] | None = None) -> TrainResult:
+    def fit(self, module: nn.Module, task: Task,
+            validate: Callable[[], float | dict[str, float]] | None = None) -> TrainResult:
         cfg, opts = self.config, self.options
         if opts.threads:
             torch.set_num_threads(opts.threads)
@@ -129,6 +141,9 @@ class Trainer:
                 for epoch in range(start_epoch, cfg.epochs):
                     t0 = time.perf_counter()
                     rng = seed_everything(opts.seed, epoch)
+                    if cfg.lr_schedule == "cosine":
+                        for group in optimizer.param_groups:
+                            group["lr"] = cfg.learning_rate * 0.5 * (1 + math.cos(math.pi * epoch / cfg.epochs))
                     module.train()
                     total, count = 0.0, 0
                     progress.start_epoch(epoch, cfg.epochs)
@@ -151,8 +166,11 @@ class Trainer:
                     if validate is not None and (epoch + 1) % cfg.eval_every == 0:
                         module.eval()
                         with torch.no_grad():
-                            metric = float(validate())
-                        record[f"valid_{cfg.valid_metric}"] = metric
+                            values = validate()
+                        if not isinstance(values, dict):
+                            values = {cfg.valid_metric: values}
+                        record.update({f"valid_{k}": float(v) for k, v in values.items()})
+                        metric = float(values[cfg.valid_metric])
                         if result.best_metric is None or metric > result.best_metric:
                             result.best_metric, result.best_epoch, bad_evals = metric, epoch + 1, 0
                             best_state = {k: v.detach().clone() for k, v in module.state_dict().items()}
@@ -163,10 +181,14 @@ class Trainer:
                         progress.set_metric(cfg.valid_metric, metric)
                     record["elapsed_seconds"] = time.perf_counter() - t_start
                     result.history.append(record)
+                    epoch_seconds = time.perf_counter() - t0
+                    if not stop and cfg.time_budget_s and epoch + 1 < cfg.epochs and \
+                            record["elapsed_seconds"] + epoch_seconds > cfg.time_budget_s:
+                        result.stopped_by_budget = stop = True
                     if opts.checkpoint_dir and cfg.checkpoint_every and (epoch + 1) % cfg.checkpoint_every == 0:
                         self._save(module, optimizer, best_state, result, epoch + 1, bad_evals, t_start)
                     if stop:
-                        result.stopped_early = True
+                        result.stopped_early = not result.stopped_by_budget
                         break
         except KeyboardInterrupt:
             if opts.checkpoint_dir and result.history:
@@ -174,7 +196,7 @@ class Trainer:
             raise
         if opts.checkpoint_dir and result.history:
             self._save(module, optimizer, best_state, result, result.history[-1]["epoch"], bad_evals, t_start)
-        if best_state is not None:
+        if best_state is not None and cfg.select_best:
             module.load_state_dict(best_state)
         result.seconds = time.perf_counter() - t_start
         return result
