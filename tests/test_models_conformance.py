@@ -63,3 +63,14 @@ class TestDirectAU(RecommenderConformance):
 def test_every_registered_model_has_a_conformance_class() -> None:
     covered = {cls.model_name for cls in RecommenderConformance.__subclasses__()}
     assert set(MODELS) <= covered, f"models without conformance tests: {set(MODELS) - covered}"
+
+
+class TestVBPR(RecommenderConformance):
+    model_name = "vbpr"
+    params = {"epochs": 30, "learning_rate": 0.01, "batch_size": 1024, "patience": 0}
+
+    @classmethod
+    def fit_context(cls) -> dict:
+        from recembed.testing.fixtures import planted_item_table
+
+        return {"item_table": planted_item_table()}

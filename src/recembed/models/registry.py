@@ -21,6 +21,7 @@ MODELS: dict[str, str] = {
     "lightgcn": "recembed.models.lightgcn:LightGCN",
     "simgcl": "recembed.models.simgcl:SimGCL",
     "xsimgcl": "recembed.models.xsimgcl:XSimGCL",
+    "vbpr": "recembed.models.vbpr:VBPR",
 }
 
 

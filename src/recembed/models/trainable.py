@@ -40,8 +40,12 @@ class TrainableRecommender(Recommender):
     def _fit(self, train: Interactions, options: FitOptions, **context: Any) -> None:
         x = train.csr("binary")
         self.user_items_ = x
+        self._context = context  # e.g. the item table, for content models' _build
         seed_everything(options.seed)  # module initialisation is part of the seeded run
-        module, task = self._build(x, options)
+        try:
+            module, task = self._build(x, options)
+        finally:
+            self._context = {}
         valid: Interactions | None = context.get("valid")
         validate = None
         if valid is not None and len(valid):

@@ -26,11 +26,16 @@ class RecommenderConformance:
     #: how much better than popularity the model must rank held-out items on the planted fixture
     min_gain_over_pop: ClassVar[float] = 1.5
 
+    @classmethod
+    def fit_context(cls) -> dict[str, Any]:
+        """Extra ``fit`` context (content models: ``item_table``)."""
+        return {}
+
     @pytest.fixture(scope="class")
     @classmethod
     def fitted(cls):  # noqa: ANN201
         split = planted_split()
-        model = model_class(cls.model_name)(**cls.params).fit(split.train)
+        model = model_class(cls.model_name)(**cls.params).fit(split.train, **cls.fit_context())
         return model, split
 
     def _ndcg(self, model, split) -> float:  # noqa: ANN001

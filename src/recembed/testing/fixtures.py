@@ -19,3 +19,19 @@ def planted_dataset(seed: int = 7) -> Dataset:
 def planted_split(seed: int = 7) -> Split:
     ds = planted_dataset(seed)
     return random_split(ds.interactions, ds.users, ds.items, (0.8, 0.1, 0.1), seed=seed)
+
+
+def planted_item_table(seed: int = 7, noise: float = 0.2):  # noqa: ANN201
+    """The planted dataset's item table plus ``content``: a vector column = one-hot of the item's category
+    (which carries its topic) plus Gaussian noise, the kind of signal a content model should pick up."""
+    import numpy as np
+
+    from ..encoders import encode_categorical
+
+    ds = planted_dataset(seed)
+    onehot, _, _ = encode_categorical(ds.item_table["category"])
+    rng = np.random.default_rng(seed)
+    table = ds.item_table
+    if "content" not in table:
+        table.add("content", onehot + noise * rng.standard_normal(onehot.shape).astype(np.float32), "vector")
+    return table

@@ -1,0 +1,129 @@
+"""VBPR: visual (content) Bayesian personalised ranking.
+
+Reference: He & McAuley, "VBPR: Visual Bayesian Personalized Ranking from Implicit Feedback", AAAI 2016.
+
+score(u, i) = b_i + <p_u, q_i> + <theta_u, E f_i> + <beta', f_i>, trained with BPR (one sampled negative
+per positive) and L2 on the batch's parameters. ``f_i`` is the item's content vector: the item table's
+vector columns (``features``, default all of them; e.g. tiktok-mm's image and audio), each L2-normalised
+per item (``feature_norm``) and concatenated; items without a modality get zeros there.
+
+Implemented as embedding tables so the shared trainer, evaluator and serving path apply unchanged:
+user = [p_u, theta_u, 1], item = [q_i, E f_i, b_i + <beta', f_i>]. Items that never occur in training
+have untrained ID parts: at export their q_i and b_i are set to zero, so they are ranked by content alone
+(cold start). Deviations: Adam instead of SGD (as Cornac and MMRec); no separate regulariser per
+parameter group (one ``reg_weight``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+import scipy.sparse as sp
+import torch
+from torch import nn
+
+from ..config import check
+from ..errors import ConfigError
+from ..options import FitOptions
+from ..training.tasks import BPRTask, PairBatch, bpr_on_tables
+from ..training.trainer import TrainConfig
+from .trainable import EmbeddingRecommender
+
+
+@dataclass(frozen=True)
+class VBPRConfig(TrainConfig):
+    embedding_dim: int = 32
+    """Dimension of the ID factors p_u, q_i."""
+    content_dim: int = 32
+    """Dimension of the content factors theta_u and of E f_i."""
+    features: str = ""
+    """Comma-separated vector columns of the item table to use ("" = all vector columns)."""
+    feature_norm: Literal["l2", "none"] = "l2"
+    """Per-modality row normalisation of the content vectors before concatenation."""
+    reg_weight: float = 1e-4
+    """L2 on the batch's user / item / content-user factors (per example)."""
+    learning_rate: float = 1e-3
+    """Adam step size."""
+    batch_size: int = 2048
+    """Triples per step."""
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        check(self.embedding_dim >= 1, "embedding_dim", f"must be >= 1, got {self.embedding_dim}")
+        check(self.content_dim >= 1, "content_dim", f"must be >= 1, got {self.content_dim}")
+
+
+def content_matrix(table, features: str, norm: str, num_items: int) -> tuple[np.ndarray, list[str]]:  # noqa: ANN001
+    """``(I, F)`` float32 content vectors from the item table's vector columns (see the module docstring)."""
+    if table is None or not table.names("vector"):
+        raise ConfigError("this model needs item content: an item table with vector columns (e.g. tiktok-mm's "
+                          "image_feat / audio_feat, or `recembed encode` output)")
+    names = [n for n in features.split(",") if n] or table.names("vector")
+    blocks = []
+    for n in names:
+        if table.kinds.get(n) != "vector":
+            raise ConfigError(f"features: {n!r} is not a vector column; vector columns: {table.names('vector')}")
+        v = np.asarray(table[n], dtype=np.float32)
+        if norm == "l2":
+            norms = np.linalg.norm(v, axis=1, keepdims=True)
+            v = v / np.where(norms > 0, norms, 1.0)
+        blocks.append(v)
+    out = np.concatenate(blocks, axis=1)
+    if out.shape[0] != num_items:
+        raise ConfigError(f"item table has {out.shape[0]} rows, the interactions {num_items} items")
+    return np.ascontiguousarray(out, dtype=np.float32), names
+
+
+class VBPRModule(nn.Module):
+    def __init__(self, num_users: int, content: np.ndarray, dim: int, content_dim: int) -> None:
+        super().__init__()
+        num_items, f = content.shape
+        self.register_buffer("content", torch.from_numpy(content), persistent=False)
+        self.user = nn.Embedding(num_users, dim)
+        self.theta = nn.Embedding(num_users, content_dim)
+        self.item = nn.Embedding(num_items, dim)
+        self.item_bias = nn.Parameter(torch.zeros(num_items, 1))
+        self.proj = nn.Linear(f, content_dim, bias=False)  # E
+        self.content_bias = nn.Linear(f, 1, bias=False)  # beta'
+        for emb in (self.user, self.theta, self.item):
+            nn.init.xavier_normal_(emb.weight)
+        nn.init.xavier_normal_(self.proj.weight)
+        nn.init.zeros_(self.content_bias.weight)
+
+    def forward(self) -> tuple[torch.Tensor, torch.Tensor]:
+        ones = torch.ones(self.user.weight.shape[0], 1)
+        users = torch.cat([self.user.weight, self.theta.weight, ones], 1)
+        items = torch.cat([self.item.weight, self.proj(self.content),
+                           self.item_bias + self.content_bias(self.content)], 1)
+        return users, items
+
+
+class VBPRTask(BPRTask):
+    def loss(self, module: VBPRModule, batch: PairBatch, epoch: int) -> torch.Tensor:
+        loss = bpr_on_tables(*module(), batch)
+        if self.reg_weight > 0:
+            sq = module.user.weight[batch.users].pow(2).sum() + module.theta.weight[batch.users].pow(2).sum() \
+                + module.item.weight[batch.pos_items].pow(2).sum() + module.item.weight[batch.neg_items].pow(2).sum()
+            loss = loss + self.reg_weight * sq / (2 * len(batch.users))
+        return loss
+
+
+class VBPR(EmbeddingRecommender):
+    name = "vbpr"
+    Config = VBPRConfig
+
+    def _build(self, train: sp.csr_matrix, options: FitOptions) -> tuple[nn.Module, VBPRTask]:
+        cfg = self.config
+        content, self.feature_names_ = content_matrix(self._context.get("item_table"), cfg.features,
+                                                      cfg.feature_norm, train.shape[1])
+        module = VBPRModule(train.shape[0], content, cfg.embedding_dim, cfg.content_dim)
+        return module, VBPRTask(train, cfg.batch_size, reg_weight=cfg.reg_weight)
+
+    def _export(self, module: VBPRModule) -> None:
+        super()._export(module)
+        unseen = np.asarray(self.user_items_.sum(axis=0)).ravel() == 0
+        d = self.config.embedding_dim
+        self.item_factors_[unseen, :d] = 0.0  # untrained ID factors: rank cold items by content only
+        self.item_factors_[unseen, -1] -= module.item_bias.detach().numpy()[unseen, 0]
