@@ -39,6 +39,9 @@ class LightGCNConfig(TrainConfig):
     """``bpr`` (the paper) or ``softmax``: in-batch sampled softmax with logQ correction (faster to converge)."""
     temperature: float = 0.1
     """Softmax temperature (``loss=softmax`` only)."""
+    log_q: bool = True
+    """Subtract log item frequency from in-batch logits (``loss=softmax`` only; Yi et al. 2019): corrects the
+    popularity skew of in-batch negatives, which also removes popularity from the learned scores."""
     learning_rate: float = 1e-3
     """Adam step size."""
     batch_size: int = 2048
@@ -128,5 +131,6 @@ class LightGCN(EmbeddingRecommender):
         module = LightGCNModule(normalized_adjacency(train), train.shape[0], train.shape[1], cfg.embedding_dim,
                                 cfg.num_layers)
         if cfg.loss == "softmax":
-            return module, SoftmaxTask(train, cfg.batch_size, temperature=cfg.temperature, reg_weight=cfg.reg_weight)
+            return module, SoftmaxTask(train, cfg.batch_size, temperature=cfg.temperature, reg_weight=cfg.reg_weight,
+                                       log_q=cfg.log_q)
         return module, BPRTask(train, cfg.batch_size, reg_weight=cfg.reg_weight)
