@@ -42,6 +42,15 @@ def run_cli(model: str, data: str, split: str | None, out: Path, data_root: str,
     return metrics
 
 
+def merge_results(out: str | Path, results: dict) -> None:
+    """Merge ``results`` into the JSON file ``out`` (keys of earlier runs not re-run are kept)."""
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    previous = json.loads(out.read_text()) if out.exists() else {}
+    previous.update(results)
+    out.write_text(json.dumps(previous, indent=2) + "\n")
+
+
 def eval_speed(data_root: str, repeats: int = 7) -> dict:
     from recembed.data.catalog import load
     from recembed.data.splits import make_split
@@ -94,10 +103,7 @@ def main() -> None:
             r = results[key]
             print(key, r.get("error", ""), {k: round(v, 4) for k, v in r["test"].items() if k in ("recall@20", "ndcg@20")},
                   "fit", r.get("fit_seconds"), "eval", r.get("eval_seconds"), "rss", r.get("peak_rss_mb"), flush=True)
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    previous = json.loads(Path(args.out).read_text()) if Path(args.out).exists() else {}
-    previous.update(results)
-    Path(args.out).write_text(json.dumps(previous, indent=2) + "\n")
+    merge_results(args.out, results)
 
 
 if __name__ == "__main__":

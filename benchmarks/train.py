@@ -15,10 +15,9 @@ Results are merged into --out (JSON, one key per run); RESULTS.md quotes them wi
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
-from foundation import ROOT, run_cli
+from foundation import ROOT, merge_results, run_cli
 
 ML100K = [
     ("bpr", []),
@@ -106,10 +105,7 @@ def main() -> None:
             results[key] = run_cli(model, "amazon-beauty-cf", "given", runs_dir / key.replace("/", "-"),
                                    args.data_root, sets, threads)
             _show(key, results[key])
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    previous = json.loads(Path(args.out).read_text()) if Path(args.out).exists() else {}
-    previous.update(results)
-    Path(args.out).write_text(json.dumps(previous, indent=2) + "\n")
+    merge_results(args.out, results)
 
 
 if __name__ == "__main__":
