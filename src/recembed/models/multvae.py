@@ -105,13 +105,27 @@ class MultVAEModule(nn.Module):
         self.decoder = _mlp([latent_dim, *reversed(hidden_dims), num_items])
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """``x`` (B, I) history rows -> ``(logits (B, I), mu (B, Z), logvar (B, Z))``.
+        """``x`` (B, I) history rows, dense or sparse COO -> ``(logits (B, I), mu (B, Z), logvar (B, Z))``.
 
         Training mode applies input dropout and samples z; evaluation mode uses z = mu (deterministic).
+        A sparse ``x`` goes through the first layer as a sparse product (cost ~ non-zeros x width instead
+        of items x width); dropout then acts on the non-zeros only, which is the same distribution, since
+        dropping a zero changes nothing.
         """
-        h = F.normalize(x, dim=1)  # (B, I), unit rows (an empty row stays zero)
-        h = F.dropout(h, self.dropout, training=self.training)
-        mu, logvar = self.encoder(h).chunk(2, dim=1)  # (B, Z) each
+        if x.is_sparse:
+            x = x.coalesce()
+            rows, cols = x.indices()
+            vals = x.values()
+            norms = torch.zeros(x.shape[0], dtype=vals.dtype).index_add_(0, rows, vals * vals).sqrt()
+            vals = F.dropout(vals / norms[rows], self.dropout, training=self.training)  # unit rows, dropped out
+            first = self.encoder[0]
+            h = torch.sparse.mm(torch.sparse_coo_tensor(x.indices(), vals, x.shape, check_invariants=False), first.weight.T) + first.bias
+            enc = self.encoder[1:](h)
+        else:
+            h = F.normalize(x, dim=1)  # (B, I), unit rows (an empty row stays zero)
+            h = F.dropout(h, self.dropout, training=self.training)
+            enc = self.encoder(h)
+        mu, logvar = enc.chunk(2, dim=1)  # (B, Z) each
         z = mu + torch.randn_like(mu) * torch.exp(0.5 * logvar) if self.training else mu
         return self.decoder(z), mu, logvar
 
@@ -119,9 +133,9 @@ class MultVAEModule(nn.Module):
 # -- training task ---------------------------------------------------------------------------------
 @dataclass
 class UserRowsBatch:
-    """Dense training rows of a batch of users, and the number of optimizer steps before it."""
+    """Training rows of a batch of users (sparse COO), and the number of optimizer steps before it."""
 
-    rows: torch.Tensor  # (B, I) float32
+    rows: torch.Tensor  # (B, I) float32, sparse COO
     step: int
 
 
@@ -149,8 +163,7 @@ class MultVAETask:
         order = rng.permutation(self.users)
         first_step = epoch * self.num_batches()
         for b, start in enumerate(range(0, len(order), self.batch_size)):
-            rows = self.x[order[start : start + self.batch_size]].toarray()  # (B, I)
-            yield UserRowsBatch(torch.from_numpy(rows), first_step + b)
+            yield UserRowsBatch(_sparse_rows(self.x[order[start : start + self.batch_size]]), first_step + b)
 
     def beta(self, step: int) -> float:
         return kl_weight(step, self.anneal_cap, self.total_anneal_steps)
@@ -158,6 +171,14 @@ class MultVAETask:
     def loss(self, module: nn.Module, batch: UserRowsBatch, epoch: int) -> torch.Tensor:
         logits, mu, logvar = module(batch.rows)
         return multvae_loss(logits, batch.rows, mu, logvar, self.beta(batch.step))
+
+
+def _sparse_rows(rows: sp.csr_matrix) -> torch.Tensor:
+    """A csr block as a coalesced torch sparse COO float32 tensor."""
+    coo = rows.tocoo()
+    idx = torch.from_numpy(np.vstack([coo.row, coo.col]).astype(np.int64))
+    return torch.sparse_coo_tensor(idx, torch.from_numpy(coo.data.astype(np.float32)), rows.shape,
+                                   check_invariants=False).coalesce()
 
 
 def score_rows(module: nn.Module, rows: sp.csr_matrix, batch_size: int = SCORE_BATCH) -> np.ndarray:
@@ -169,8 +190,8 @@ def score_rows(module: nn.Module, rows: sp.csr_matrix, batch_size: int = SCORE_B
     out = np.empty(rows.shape, dtype=np.float32)
     with torch.no_grad():
         for start in range(0, rows.shape[0], batch_size):
-            block = torch.from_numpy(rows[start : start + batch_size].toarray())
-            out[start : start + len(block)] = module(block)[0].numpy()
+            block = rows[start : start + batch_size]
+            out[start : start + block.shape[0]] = module(_sparse_rows(block))[0].numpy()
     return out
 
 

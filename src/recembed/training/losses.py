@@ -86,9 +86,16 @@ def uniformity_loss(x: torch.Tensor, t: float = 2.0) -> torch.Tensor:
 
 def multvae_loss(logits: torch.Tensor, x: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor,
                  beta: float) -> torch.Tensor:
-    """Mult-VAE negative ELBO (Liang et al., WWW 2018): multinomial log-likelihood + beta * KL."""
+    """Mult-VAE negative ELBO (Liang et al., WWW 2018): multinomial log-likelihood + beta * KL.
+
+    ``x`` is the ``(B, I)`` batch of rows, dense or a sparse COO tensor (then only its non-zeros are read)."""
     log_softmax = F.log_softmax(logits, dim=1)
-    nll = -(log_softmax * x).sum(dim=1).mean()
+    if x.is_sparse:
+        x = x.coalesce()
+        rows, cols = x.indices()
+        nll = -(log_softmax[rows, cols] * x.values()).sum() / logits.shape[0]
+    else:
+        nll = -(log_softmax * x).sum(dim=1).mean()
     kl = -0.5 * torch.sum(1 + logvar - mu.pow(2) - logvar.exp(), dim=1).mean()
     return nll + beta * kl
 
