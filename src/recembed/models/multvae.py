@@ -114,7 +114,7 @@ class MultVAEModule(nn.Module):
         """
         if x.is_sparse:
             x = x.coalesce()
-            rows, cols = x.indices()
+            rows = x.indices()[0]
             vals = x.values()
             norms = torch.zeros(x.shape[0], dtype=vals.dtype).index_add_(0, rows, vals * vals).sqrt()
             vals = F.dropout(vals / norms[rows], self.dropout, training=self.training)  # unit rows, dropped out
