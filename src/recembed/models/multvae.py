@@ -44,6 +44,13 @@ from .trainable import TrainableRecommender
 
 #: users per forward pass when scoring (bounds the dense (B, I) input and output blocks)
 SCORE_BATCH = 1024
+#: below this density of the training matrix, rows go through the first layer as sparse tensors (on
+#: amazon-beauty-cf, 0.01% dense, 1.5x faster steps); denser data (ml-100k, 5%) is faster dense
+SPARSE_BELOW_DENSITY = 0.01
+
+
+def use_sparse(x: sp.spmatrix) -> bool:
+    return x.nnz < SPARSE_BELOW_DENSITY * x.shape[0] * x.shape[1]
 
 
 @dataclass(frozen=True)
@@ -135,7 +142,7 @@ class MultVAEModule(nn.Module):
 class UserRowsBatch:
     """Training rows of a batch of users (sparse COO), and the number of optimizer steps before it."""
 
-    rows: torch.Tensor  # (B, I) float32, sparse COO
+    rows: torch.Tensor  # (B, I) float32, sparse COO on sparse data, else dense
     step: int
 
 
@@ -150,6 +157,7 @@ class MultVAETask:
     def __init__(self, train: sp.csr_matrix, batch_size: int, *, anneal_cap: float,
                  total_anneal_steps: int) -> None:
         self.x = sp.csr_matrix(train, dtype=np.float32)
+        self.sparse = use_sparse(self.x)
         self.users = np.flatnonzero(np.diff(self.x.indptr) > 0)
         if len(self.users) == 0:
             raise DataError("no user has a training interaction")
@@ -163,7 +171,9 @@ class MultVAETask:
         order = rng.permutation(self.users)
         first_step = epoch * self.num_batches()
         for b, start in enumerate(range(0, len(order), self.batch_size)):
-            yield UserRowsBatch(_sparse_rows(self.x[order[start : start + self.batch_size]]), first_step + b)
+            block = self.x[order[start : start + self.batch_size]]
+            rows = _sparse_rows(block) if self.sparse else torch.from_numpy(block.toarray())
+            yield UserRowsBatch(rows, first_step + b)
 
     def beta(self, step: int) -> float:
         return kl_weight(step, self.anneal_cap, self.total_anneal_steps)
@@ -181,7 +191,8 @@ def _sparse_rows(rows: sp.csr_matrix) -> torch.Tensor:
                                    check_invariants=False).coalesce()
 
 
-def score_rows(module: nn.Module, rows: sp.csr_matrix, batch_size: int = SCORE_BATCH) -> np.ndarray:
+def score_rows(module: nn.Module, rows: sp.csr_matrix, batch_size: int = SCORE_BATCH,
+               sparse: bool | None = None) -> np.ndarray:
     """Logits of ``module`` for csr history rows ``(B, I) -> (B, I) float32``, in batches, no grad.
 
     Uses the module's current mode: callers put it in ``eval()`` for deterministic scores.
@@ -191,7 +202,9 @@ def score_rows(module: nn.Module, rows: sp.csr_matrix, batch_size: int = SCORE_B
     with torch.no_grad():
         for start in range(0, rows.shape[0], batch_size):
             block = rows[start : start + batch_size]
-            out[start : start + block.shape[0]] = module(_sparse_rows(block))[0].numpy()
+            sparse_block = use_sparse(block) if sparse is None else sparse
+            x = _sparse_rows(block) if sparse_block else torch.from_numpy(block.toarray())
+            out[start : start + block.shape[0]] = module(x)[0].numpy()
     return out
 
 
@@ -216,7 +229,8 @@ class MultVAE(TrainableRecommender, HistoryRecommender):
 
     def _scorer(self, module: nn.Module) -> Scorer:
         x = self.user_items_
-        return lambda users: score_rows(module, x[np.asarray(users)])
+        sparse = use_sparse(x)
+        return lambda users: score_rows(module, x[np.asarray(users)], sparse=sparse)
 
     def _export(self, module: nn.Module) -> None:
         self.module_ = module.eval()
@@ -226,7 +240,7 @@ class MultVAE(TrainableRecommender, HistoryRecommender):
         self._check_fitted()
         if rows.shape[1] != self.num_items_:
             raise DataError(f"history rows have {rows.shape[1]} columns, expected {self.num_items_}")
-        return score_rows(self.module_.eval(), rows)
+        return score_rows(self.module_.eval(), rows, sparse=use_sparse(self.user_items_))
 
     def _state(self) -> dict[str, Any]:
         weights = {f"module.{k}": v.detach().cpu().numpy() for k, v in self.module_.state_dict().items()}
