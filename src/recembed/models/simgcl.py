@@ -25,7 +25,7 @@ from ..options import FitOptions
 from ..training.losses import info_nce
 from ..training.tasks import BPRTask, PairBatch, bpr_on_tables, l2_of_ego
 from ..training.trainer import TrainConfig
-from .lightgcn import GraphEmbeddingModule, _SymmetricSpMM, normalized_adjacency
+from .lightgcn import GraphEmbeddingModule, _SymmetricSpMM
 from .trainable import EmbeddingRecommender
 
 
@@ -112,6 +112,5 @@ class SimGCL(EmbeddingRecommender):
 
     def _build(self, train: sp.csr_matrix, options: FitOptions) -> tuple[nn.Module, SimGCLTask]:
         cfg = self.config
-        module = NoisyGCNModule(normalized_adjacency(train), train.shape[0], train.shape[1], cfg.embedding_dim,
-                                cfg.num_layers)
+        module = NoisyGCNModule.for_interactions(train, cfg.embedding_dim, cfg.num_layers)
         return module, SimGCLTask(train, cfg)

@@ -23,7 +23,6 @@ from ..options import FitOptions
 from ..training.losses import info_nce
 from ..training.tasks import BPRTask, PairBatch, bpr_on_tables, l2_of_ego
 from ..training.trainer import TrainConfig
-from .lightgcn import normalized_adjacency
 from .simgcl import NoisyGCNModule, layer_mean
 from .trainable import EmbeddingRecommender
 
@@ -79,6 +78,5 @@ class XSimGCL(EmbeddingRecommender):
 
     def _build(self, train: sp.csr_matrix, options: FitOptions) -> tuple[nn.Module, XSimGCLTask]:
         cfg = self.config
-        module = NoisyGCNModule(normalized_adjacency(train), train.shape[0], train.shape[1], cfg.embedding_dim,
-                                cfg.num_layers)
+        module = NoisyGCNModule.for_interactions(train, cfg.embedding_dim, cfg.num_layers)
         return module, XSimGCLTask(train, cfg)
