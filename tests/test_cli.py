@@ -97,3 +97,29 @@ def test_encode_writes_features(tmp_path) -> None:
     assert feats.dims()["text"] == 16 and "fields" in feats and feats.num_items == 200
     info = json.loads((tmp_path / "f" / "encode.json").read_text())
     assert info["items"] == 200 and info["items_per_second"] > 0
+
+
+def test_fit_takes_features_and_text_columns(tmp_path) -> None:
+    import numpy as np
+
+    vec = np.random.default_rng(0).normal(size=(200, 8)).astype(np.float16)  # float16 storage is widened
+    np.save(tmp_path / "img.npy", vec)
+    runner = CliRunner()
+    res = runner.invoke(cli, ["encode", "--data", "synthetic:tiny", "--encoder", "tfidf", "--dim", "12",
+                              "--text-columns", "title", "--out", str(tmp_path / "enc")])
+    assert res.exit_code == 0, res.output
+    base = ["fit", "vbpr", "--data", "synthetic:tiny", "--no-progress", "--set", "epochs=2"]
+    res = runner.invoke(cli, [*base, "--features", f"image={tmp_path / 'img.npy'}", "--features", str(tmp_path / "enc"),
+                              "--text-columns", "title,description", "--encoder", "tfidf",
+                              "--out", str(tmp_path / "run")])
+    assert res.exit_code == 0, res.output
+    assert "content added: image, text, tfidf_text" in " ".join(res.output.split())
+    cfg = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert cfg["data"]["text_columns"] == "title,description" and len(cfg["data"]["features"]) == 2
+    # bad specs name the problem
+    res = runner.invoke(cli, [*base, "--features", "image=", "--out", str(tmp_path / "bad1")])
+    assert res.exit_code != 0 and "NAME=PATH" in str(res.exception)
+    np.save(tmp_path / "big.npy", np.zeros((999, 4), dtype=np.float32))
+    res = runner.invoke(cli, [*base, "--features", f"x={tmp_path / 'big.npy'}", "--out", str(tmp_path / "bad2")])
+    assert res.exit_code != 0 and "big.npy" in str(res.exception) and "999 rows" in str(res.exception)
+    assert not (tmp_path / "bad2" / "metrics.json").exists()

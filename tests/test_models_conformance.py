@@ -10,6 +10,10 @@ class TestPop(RecommenderConformance):
     model_name = "pop"
 
 
+class TestRandom(RecommenderConformance):
+    model_name = "random"
+
+
 class TestItemKNN(RecommenderConformance):
     model_name = "itemknn"
     params = {"k": 50}
@@ -61,6 +65,11 @@ class TestDirectAU(RecommenderConformance):
 
 
 def test_every_registered_model_has_a_conformance_class() -> None:
+    import importlib
+    from pathlib import Path
+
+    for path in Path(__file__).parent.glob("test_*.py"):  # classes in other test files count when run alone too
+        importlib.import_module(path.stem)
     covered = {cls.model_name for cls in RecommenderConformance.__subclasses__()}
     assert set(MODELS) <= covered, f"models without conformance tests: {set(MODELS) - covered}"
 
@@ -68,6 +77,17 @@ def test_every_registered_model_has_a_conformance_class() -> None:
 class TestVBPR(RecommenderConformance):
     model_name = "vbpr"
     params = {"epochs": 30, "learning_rate": 0.01, "batch_size": 1024, "patience": 0}
+
+    @classmethod
+    def fit_context(cls) -> dict:
+        from recembed.testing.fixtures import planted_item_table
+
+        return {"item_table": planted_item_table()}
+
+
+class TestBM3(RecommenderConformance):
+    model_name = "bm3"
+    params = {"epochs": 30, "learning_rate": 0.01, "batch_size": 512, "patience": 0}
 
     @classmethod
     def fit_context(cls) -> dict:

@@ -3,7 +3,8 @@
 Run directory layout::
 
     RUN_DIR/
-      metrics.json           test / valid metrics, slices, split hash, timings, peak memory
+      metrics.json           test / valid metrics, slices, split hash, timings, peak memory; test_cold =
+                             test ranked among the cold items only (items in test, none in training)
       config.json            model name + config, data, split spec, seed, versions
       model/                 model.json + model.safetensors
       users.parquet          user vocabulary (index order)
@@ -25,6 +26,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
+import scipy.sparse as sp
 
 from . import __version__
 from .config import config_to_dict
@@ -56,19 +58,36 @@ class RunResult:
     valid: EvalResult | None
 
 
-def evaluate_split(model: Recommender, split: Split, part: str, *, ks=DEFAULT_KS, show_progress: bool = False
-                   ) -> EvalResult | None:
+def evaluate_split(model: Recommender, split: Split, part: str, *, ks=DEFAULT_KS, show_progress: bool = False,
+                   candidates: np.ndarray | None = None) -> EvalResult | None:
     """Full-ranking evaluation on ``part`` ("valid" or "test"); ``None`` if that part is empty.
 
-    Validation masks training items; test masks training and validation items.
+    Validation masks training items; test masks training and validation items. ``candidates`` (a boolean
+    item mask) restricts the ranking to those items, and the held-out positives to those among them
+    (cold-item ranking: only items unseen in training compete).
     """
-    target = getattr(split, part)
-    if len(target) == 0:
+    target = getattr(split, part).csr()
+    scorer = model.score
+    if candidates is not None:
+        keep = np.asarray(candidates, dtype=bool)
+        target = target.multiply(sp.csr_matrix(keep.astype(np.float32)[None, :])).tocsr()
+        target.eliminate_zeros()
+        penalty = np.where(keep, 0.0, -np.inf).astype(np.float32)
+
+        def scorer(users: np.ndarray) -> np.ndarray:
+            return np.asarray(model.score(users), dtype=np.float32) + penalty
+
+    if target.nnz == 0:
         return None
     exclude = split.train.csr() if part == "valid" else (split.train.csr() + split.valid.csr()).tocsr()
     popularity = np.diff(split.train.csr().tocsc().indptr) / max(1, split.train.num_users)
-    return evaluate(model.score, target.csr(), exclude, ks=ks, item_popularity=popularity,
+    return evaluate(scorer, target, exclude, ks=ks, item_popularity=popularity,
                     show_progress=show_progress, description=f"scoring {part}")
+
+
+def cold_test_items(split: Split) -> np.ndarray:
+    """Boolean item mask: items with test interactions but none in training (cold at test time)."""
+    return (split.train.item_counts() == 0) & (split.test.item_counts() > 0)
 
 
 def slices(result: EvalResult, split: Split) -> dict[str, dict[str, float]]:
@@ -130,6 +149,8 @@ def fit_and_evaluate(
     t1 = time.perf_counter()
     valid = evaluate_split(model, split, "valid", ks=ks, show_progress=options.show_progress)
     test = evaluate_split(model, split, "test", ks=ks, show_progress=options.show_progress)
+    cold = cold_test_items(split) if len(split.test) else np.zeros(0, dtype=bool)
+    test_cold = evaluate_split(model, split, "test", ks=ks, candidates=cold) if cold.any() else None
     eval_seconds = time.perf_counter() - t1
     metrics: dict[str, Any] = {
         "model": model_name,
@@ -139,6 +160,7 @@ def fit_and_evaluate(
         "split_sizes": split.sizes(),
         "test": test.summary if test else {},
         "valid": valid.summary if valid else {},
+        **({"test_cold": {**test_cold.summary, "candidate_items": int(cold.sum())}} if test_cold else {}),
         "fit_seconds": round(fit_seconds, 3),
         "eval_seconds": round(eval_seconds, 3),
         "peak_rss_mb": round(peak_rss_mb(), 1),

@@ -96,9 +96,18 @@ def _load_data(data: str, data_root: str | None):  # noqa: ANN202
 @click.option("--resume", is_flag=True, help="Continue from the checkpoint in --checkpoint-dir.")
 @click.option("--monitor-test", is_flag=True,
               help="Splits without validation: log test metrics per epoch (needs --set select_best=false).")
+@click.option("--features", "feature_specs", multiple=True, metavar="NAME=PATH | DIR",
+              help="Item vectors for content models (repeatable): NAME=file.npy (row = item index) or .parquet "
+                   "(item_id column), or a folder written by `recembed encode`. Added as item-table vector columns.")
+@click.option("--text-columns", default="",
+              help="Item-table columns joined and encoded into a vector column '<encoder>_text' (comma-separated).")
+@click.option("--encoder", type=click.Choice(["minilm", "tfidf"]), default="minilm", show_default=True,
+              help="Text encoder for --text-columns (minilm: local all-MiniLM-L6-v2, cached; tfidf: no model).")
+@click.option("--cache-dir", type=click.Path(), default=None, help="Text-vector cache (default: ~/.cache/recembed).")
 def fit(model: str, data: str, data_root: str | None, split_spec: str | None, sets: tuple[str, ...], out_dir: str,
         seed: int, ks: str, no_progress: bool, threads: int | None, checkpoint_dir: str | None, resume: bool,
-        monitor_test: bool) -> None:
+        monitor_test: bool, feature_specs: tuple[str, ...], text_columns: str, encoder: str,
+        cache_dir: str | None) -> None:
     """Fit MODEL, evaluate on validation and test, write RUN_DIR/metrics.json."""
     from ..data.splits import make_split
     from ..models.registry import model_class
@@ -109,18 +118,44 @@ def fit(model: str, data: str, data_root: str | None, split_spec: str | None, se
     with console.status(f"loading {data}"):
         dataset, default_split = _load_data(data, data_root)
         split = make_split(dataset, split_spec or default_split, seed=seed)
-    console.print(f"[bold]{dataset}[/]  split {split.spec} {split.sizes()}")
+    added = _attach_content(dataset, feature_specs, text_columns, encoder, cache_dir, threads)
+    console.print(f"[bold]{dataset}[/]  split {split.spec} {split.sizes()}"
+                  + (f"  content added: {', '.join(added)}" if added else ""))
     ks_tuple = tuple(int(k) for k in ks.split(","))
     result = fit_and_evaluate(
         model, dataset, split, params=_parse_sets(sets),
         options=FitOptions(seed=seed, show_progress=not no_progress, threads=threads, checkpoint_dir=checkpoint_dir,
                            resume=resume), out_dir=out_dir, ks=ks_tuple,
-        data_spec={"data": data, "data_root": data_root}, monitor_test=monitor_test,
+        data_spec={"data": data, "data_root": data_root, "features": list(feature_specs),
+                   "text_columns": text_columns or None, "encoder": encoder if text_columns else None},
+        monitor_test=monitor_test,
     )
     m = result.metrics
-    console.print(_metrics_table(f"{model} on {dataset.name}", {"valid": m["valid"], "test": m["test"]}, HEADLINE))
+    shown = {"valid": m["valid"], "test": m["test"], **({"test_cold": m["test_cold"]} if "test_cold" in m else {})}
+    console.print(_metrics_table(f"{model} on {dataset.name}", shown, HEADLINE))
     console.print(f"fit {m['fit_seconds']:.2f}s  eval {m['eval_seconds']:.2f}s  peak RSS {m['peak_rss_mb']:.0f} MiB"
                   f"  -> {out_dir}/metrics.json")
+
+
+def _text_encoder(encoder: str, cache_dir: str | None, threads: int | None, batch_size: int = 64, dim: int = 256):  # noqa: ANN202
+    from ..encoders import SentenceEncoder, TfidfEncoder
+
+    if encoder == "minilm":
+        cache = Path(cache_dir) if cache_dir else Path.home() / ".cache" / "recembed" / "text"
+        return SentenceEncoder(batch_size=batch_size, cache_dir=cache, threads=threads)
+    return TfidfEncoder(dim=dim)
+
+
+def _attach_content(dataset, specs: tuple[str, ...], text_columns: str, encoder: str,  # noqa: ANN001
+                    cache_dir: str | None, threads: int | None) -> list[str]:
+    from ..encoders import attach_features
+
+    cols = [c for c in text_columns.split(",") if c]
+    if not specs and not cols:
+        return []
+    with console.status("adding item content"):
+        return attach_features(dataset, specs, text_columns=cols,
+                               text_encoder=_text_encoder(encoder, cache_dir, threads) if cols else None)
 
 
 @cli.command()
@@ -145,18 +180,14 @@ def encode(data: str, data_root: str | None, text_columns: str, encoder: str, di
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from ..encoders import SentenceEncoder, TfidfEncoder, features_from_table
+    from ..encoders import features_from_table
     from ..io import atomic_write, write_json
 
     dataset, _ = _load_data(data, data_root)
     if dataset.item_table is None:
         raise click.BadParameter(f"{dataset.name} has no item table to encode", param_hint="--data")
     cols = [c for c in text_columns.split(",") if c]
-    if encoder == "minilm":
-        cache = Path(cache_dir) if cache_dir else Path.home() / ".cache" / "recembed" / "text"
-        text_encoder = SentenceEncoder(batch_size=batch_size, cache_dir=cache, threads=threads)
-    else:
-        text_encoder = TfidfEncoder(dim=dim)
+    text_encoder = _text_encoder(encoder, cache_dir, threads, batch_size, dim)
     t = time.perf_counter()
     feats = features_from_table(dataset.item_table, text_columns=cols, text_encoder=text_encoder if cols else None,
                                 vector_columns=None if vectors else [],
@@ -183,7 +214,7 @@ def evaluate_cmd(run_dir: str, write: bool) -> None:
     import time
 
     from ..io import write_json
-    from ..runs import HEADLINE, evaluate_split, load_run
+    from ..runs import HEADLINE, cold_test_items, evaluate_split, load_run
 
     run = load_run(run_dir)
     ks = tuple(run.config.get("ks", (5, 10, 20, 50)))
@@ -192,6 +223,10 @@ def evaluate_cmd(run_dir: str, write: bool) -> None:
     for part in ("valid", "test"):
         res = evaluate_split(run.model, run.split, part, ks=ks)
         parts[part] = res.summary if res else {}
+    cold = cold_test_items(run.split) if len(run.split.test) else None
+    if cold is not None and cold.any():
+        res = evaluate_split(run.model, run.split, "test", ks=ks, candidates=cold)
+        parts["test_cold"] = {**res.summary, "candidate_items": int(cold.sum())} if res else {}
     seconds = time.perf_counter() - t
     console.print(_metrics_table(f"{run.config['model']} (re-scored)", parts, HEADLINE))
     stored = run.metrics.get("test", {})

@@ -47,13 +47,18 @@ def _ml100k(folder: Path, variant: str | None) -> Dataset:
     return fmt.read_recbole_atomic(folder, "ml-100k")
 
 
+ML100K_GENRES = ("unknown", "Action", "Adventure", "Animation", "Children's", "Comedy", "Crime", "Documentary", "Drama",
+                 "Fantasy", "Film-Noir", "Horror", "Musical", "Mystery", "Romance", "Sci-Fi", "Thriller", "War",
+                 "Western")
+
+
 def _ml100k_text(folder: Path, variant: str | None) -> Dataset:
     ds = fmt.read_mmrec(folder, "ml-100k-text", inter_file="ml100k.inter")
     enriched = folder / "items_enriched.csv"
     if enriched.exists():
         cols = read_delimited(
             enriched, {"movie id": "int", "movie title": "text", "Summary": "text", "Cast": "text",
-                       "Director": "text"}, delimiter=",",
+                       "Director": "text", **{g: "int" for g in ML100K_GENRES}}, delimiter=",",
         )
         rows = cols["movie id"] - 1  # MMRec itemID = MovieLens id - 1 (checked against movie_names.txt)
         table = ds.item_table or Table(ds.num_items)
@@ -61,6 +66,12 @@ def _ml100k_text(folder: Path, variant: str | None) -> Dataset:
             full = np.full(ds.num_items, "", dtype=object)
             full[rows] = cols[src]
             table.add(dst, full, "text")
+        flags = np.stack([cols[g] for g in ML100K_GENRES], axis=1) > 0
+        genres = np.empty(ds.num_items, dtype=object)
+        genres[:] = [()] * ds.num_items
+        for r, f in zip(rows, flags):  # 1,682 catalog rows, not interactions
+            genres[r] = tuple(g for g, on in zip(ML100K_GENRES, f) if on)
+        table.add("genres", genres, "tags")
         ds.item_table = table
     return ds
 

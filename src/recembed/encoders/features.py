@@ -192,3 +192,63 @@ def join_text_columns(table, columns: list[str]) -> list[str]:
                 parts.append(f"{c}: {v.strip()}")
         out.append(". ".join(parts))
     return out
+
+
+def attach_features(dataset, specs: Iterable[str] = (), *, text_columns: Iterable[str] = (), text_encoder=None,
+                    text_name: str | None = None) -> list[str]:  # noqa: ANN001
+    """Add content to ``dataset.item_table`` as vector columns (the table is created if there is none).
+
+    ``specs`` entries are ``NAME=PATH`` (a ``.npy`` matrix whose row r is item index r, or a Parquet file
+    with an ``item_id`` column; see :func:`~recembed.encoders.vectors.load_vectors`) or a folder written by
+    ``recembed encode`` (every modality in it, checked against the dataset's item ids). ``text_columns`` are
+    joined per item and encoded by ``text_encoder`` into the column ``text_name`` (default
+    ``"<encoder>_text"``). Items a source does not cover get a zero row (= missing). Returns the names added.
+    """
+    from ..data.tables import Table
+    from .vectors import load_vectors
+
+    if dataset.item_table is None:
+        dataset.item_table = Table(dataset.num_items)
+    table = dataset.item_table
+    added: list[str] = []
+    for spec in specs:
+        name, sep, path = spec.partition("=")
+        if sep:
+            if not name or not path:
+                raise ConfigError(f"--features {spec!r}: expected NAME=PATH (e.g. image=image_feat.npy)")
+            values, _ = load_vectors(path, dataset.items)
+            table.add(name, values, "vector")
+            added.append(name)
+            continue
+        folder = Path(spec)
+        if not (folder / "features.json").exists():
+            raise DataError("expected NAME=PATH or a folder written by `recembed encode` (features.json)",
+                            path=folder)
+        feats = ItemFeatures.load(folder)
+        if feats.num_items != dataset.num_items:
+            raise DataError(f"features for {feats.num_items} items, the dataset has {dataset.num_items}",
+                            path=folder / "features.json")
+        ids_file = folder / "items.parquet"
+        if ids_file.exists():
+            import pyarrow.parquet as pq
+
+            ids = pq.read_table(ids_file).column("item_id").to_pylist()
+            if [str(i) for i in ids] != [str(i) for i in dataset.items.ids]:
+                raise DataError("item ids differ from the dataset's item vocabulary (encoded from other data?)",
+                                path=ids_file)
+        for n, m in feats.modalities.items():
+            table.add(n, np.where(m.present[:, None], m.values, 0.0), "vector")
+            added.append(n)
+    columns = list(text_columns)
+    if columns:
+        if text_encoder is None:
+            raise ConfigError("text_columns given without a text encoder")
+        texts = join_text_columns(table, columns)
+        values = text_encoder.fit_transform(texts) if hasattr(text_encoder, "fit_transform") \
+            else text_encoder.encode(texts)
+        empty = np.array([not t.strip() for t in texts])
+        values = np.where(empty[:, None], 0.0, values)
+        name = text_name or f"{getattr(text_encoder, 'kind', type(text_encoder).__name__.lower())}_text"
+        table.add(name, values, "vector")
+        added.append(name)
+    return added

@@ -50,6 +50,7 @@ class SentenceEncoder:
     """all-MiniLM-L6-v2 (384-d) through sentence-transformers, offline, optionally cached."""
 
     key = "all-MiniLM-L6-v2"
+    kind = "minilm"
 
     def __init__(self, *, model_dir: str | Path | None = None, batch_size: int = 64, max_length: int = 256,
                  cache_dir: str | Path | None = None, show_progress: bool = True, threads: int | None = None) -> None:
@@ -84,10 +85,12 @@ class SentenceEncoder:
     def _encode_raw(self, texts: list[str]) -> np.ndarray:
         model = self._load()
         out = np.zeros((len(texts), self.dim), dtype=np.float32)
+        # batches of similar length: a batch is padded to its longest text, so sorting saves most of the padding
+        order = np.argsort([len(t) for t in texts], kind="stable")
         for start in _progress(range(0, len(texts), self.batch_size), self.show_progress, len(texts), self.batch_size):
-            chunk = texts[start : start + self.batch_size]
-            out[start : start + len(chunk)] = model.encode(chunk, batch_size=len(chunk), convert_to_numpy=True,
-                                                           normalize_embeddings=True, show_progress_bar=False)
+            idx = order[start : start + self.batch_size]
+            out[idx] = model.encode([texts[i] for i in idx], batch_size=len(idx), convert_to_numpy=True,
+                                    normalize_embeddings=True, show_progress_bar=False)
         return out
 
     def encode(self, texts: Sequence[str]) -> np.ndarray:
@@ -135,6 +138,7 @@ class TfidfEncoder:
     """
 
     key = "tfidf-svd"
+    kind = "tfidf"
 
     def __init__(self, dim: int = 256, *, min_df: int = 2, max_features: int = 50_000, bigrams: bool = False,
                  seed: int = 0) -> None:

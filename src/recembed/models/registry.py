@@ -12,6 +12,7 @@ from ..errors import ConfigError
 
 MODELS: dict[str, str] = {
     "pop": "recembed.models.pop:Pop",
+    "random": "recembed.models.pop:Random",
     "itemknn": "recembed.models.itemknn:ItemKNN",
     "ease": "recembed.models.ease:EASE",
     "gfcf": "recembed.models.gfcf:GFCF",
@@ -22,6 +23,9 @@ MODELS: dict[str, str] = {
     "simgcl": "recembed.models.simgcl:SimGCL",
     "xsimgcl": "recembed.models.xsimgcl:XSimGCL",
     "vbpr": "recembed.models.vbpr:VBPR",
+    "bm3": "recembed.models.bm3:BM3",
+    "freedom": "recembed.models.freedom:FREEDOM",
+    "alpharec": "recembed.models.alpharec:AlphaRec",
 }
 
 

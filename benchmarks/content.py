@@ -1,0 +1,132 @@
+"""[Content] benchmarks: multimodal and language-representation models against ID-only ones, cold-start
+items, and text-encoding throughput. Every fit is its own `recembed fit` process with `--threads 1`.
+
+    python benchmarks/content.py --only tiktok          # given split, image + audio vectors
+    python benchmarks/content.py --only ml-100k-text    # MMRec x_label split, MiniLM text of title+genres+summary
+    python benchmarks/content.py --only cold            # cold-items:0.2 on ml-100k-text and scientific
+    python benchmarks/content.py --only encode          # MiniLM items/s on 2 cores, then the same run from cache
+    python benchmarks/content.py --only tiktok --models freedom,lightgcn   # a subset
+
+Results are merged into --out (JSON, one key per run); RESULTS.md quotes them with these commands.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from foundation import ROOT, merge_results, run_cli
+
+CAP = "time_budget_s=600"  # 10 minutes of training per model
+EARLY = ["valid_metric=ndcg@20", "patience=10", CAP]
+TIKTOK = [
+    ("pop", [], []),
+    ("ease", [], []),
+    ("lightgcn", EARLY, []),
+    ("vbpr", EARLY, []),
+    ("freedom", EARLY, []),
+    ("bm3", EARLY, []),
+    ("alpharec", EARLY, []),
+]
+TEXT = ["--text-columns", "title,genres,summary"]  # encoded by the local MiniLM (cached) into 'minilm_text'
+ML100K_TEXT = [
+    ("pop", [], []),
+    ("ease", [], []),
+    ("lightgcn", EARLY, []),
+    ("vbpr", ["features=minilm_text", *EARLY], TEXT),
+    ("freedom", ["features=minilm_text", *EARLY], TEXT),
+    ("bm3", ["features=minilm_text", *EARLY], TEXT),
+    ("alpharec", ["features=minilm_text", *EARLY], TEXT),
+]
+COLD_DATA = {
+    "ml-100k-text": (["features=minilm_text"], TEXT),
+    "scientific": (["features=text_feat,image_feat"], []),
+}
+COLD_MODELS = ["random", "pop", "lightgcn", "vbpr", "freedom", "bm3", "alpharec"]
+CONTENT_MODELS = {"vbpr", "freedom", "bm3", "alpharec"}
+
+
+def _key(prefix: str, model: str, sets: list[str]) -> str:
+    return f"{prefix}/{model}" + ("/" + ",".join(s for s in sets if s not in EARLY) if sets else "")
+
+
+def _show(key: str, r: dict) -> None:
+    pick = ("recall@20", "ndcg@20")
+    test = {k: round(v, 4) for k, v in r.get("test", {}).items() if k in pick}
+    cold = {k: round(v, 4) for k, v in r.get("test_cold", {}).items() if k in pick}
+    tr = r.get("training", {})
+    print(key, r.get("error", ""), "test", test, "cold", cold, "fit", r.get("fit_seconds"), "epochs",
+          tr.get("epochs_run"), "best", tr.get("best_epoch"), "rss", r.get("peak_rss_mb"), flush=True)
+
+
+def encode_runs(data_root: str) -> dict:
+    """MiniLM over ml-100k-text's title + genres + summary: a cold cache, then the same command again."""
+    cache = Path(tempfile.mkdtemp(prefix="recembed-cache-"))
+    out: dict = {}
+    try:
+        for attempt in ("cold-cache", "warm-cache"):
+            folder = Path(tempfile.mkdtemp(prefix="recembed-encode-"))
+            cmd = [sys.executable, "-m", "recembed.cli", "encode", "--data", "ml-100k-text", "--data-root",
+                   data_root, "--text-columns", "title,genres,summary", "--no-vectors", "--cache-dir", str(cache),
+                   "--threads", "2", "--out", str(folder)]
+            t = time.perf_counter()
+            proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
+            wall = time.perf_counter() - t
+            if proc.returncode != 0:
+                out[attempt] = {"error": proc.stderr[-2000:]}
+                continue
+            info = json.loads((folder / "encode.json").read_text())
+            out[attempt] = {**info, "process_wall_seconds": round(wall, 2),
+                            "command": "recembed " + " ".join(cmd[3:]).replace(str(cache), "CACHE")}
+            shutil.rmtree(folder, ignore_errors=True)
+    finally:
+        shutil.rmtree(cache, ignore_errors=True)
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--data-root", default=str(ROOT.parent / "shared" / "data"))
+    ap.add_argument("--out", default=str(ROOT / "benchmarks" / "out" / "content.json"))
+    ap.add_argument("--only", choices=["tiktok", "ml-100k-text", "cold", "encode"], required=True)
+    ap.add_argument("--models", default=None, help="Comma-separated subset of the section's models.")
+    args = ap.parse_args()
+    runs_dir = Path(args.out).parent / "runs"
+    wanted = set(args.models.split(",")) if args.models else None
+    threads = ["--threads", "1"]
+    results: dict = {}
+    if args.only == "encode":
+        results = {f"encode/ml-100k-text/{k}": v for k, v in encode_runs(args.data_root).items()}
+        for k, v in results.items():
+            print(k, {x: v.get(x) for x in ("seconds", "items_per_second", "text_stats", "process_wall_seconds")})
+    elif args.only in ("tiktok", "ml-100k-text"):
+        data = "tiktok-mm" if args.only == "tiktok" else "ml-100k-text"
+        for model, sets, extra in (TIKTOK if args.only == "tiktok" else ML100K_TEXT):
+            if wanted and model not in wanted:
+                continue
+            key = _key(args.only, model, sets)
+            results[key] = run_cli(model, data, "given", runs_dir / key.replace("/", "-"), args.data_root, sets,
+                                   [*threads, *extra])
+            _show(key, results[key])
+    else:
+        for data, (content_sets, extra) in COLD_DATA.items():
+            for model in COLD_MODELS:
+                if wanted and model not in wanted:
+                    continue
+                content = model in CONTENT_MODELS
+                sets = ([*content_sets, *EARLY] if content else EARLY) if model not in ("random", "pop") else []
+                key = _key(f"cold/{data}", model, sets)
+                results[key] = run_cli(model, data, "cold-items:0.2", runs_dir / key.replace("/", "-"),
+                                       args.data_root, sets, [*threads, *(extra if content else [])])
+                _show(key, results[key])
+    merge_results(args.out, results)
+
+
+if __name__ == "__main__":
+    main()
