@@ -38,9 +38,12 @@ TEXT = ["--text-columns", "title,genres,summary"]  # encoded by the local MiniLM
 ML100K_TEXT = [
     ("pop", [], []),
     ("ease", [], []),
+    ("ease", ["l2=500"], []),  # best validation N@20 of l2 in {100, 250, 500, 1000}
     ("lightgcn", EARLY, []),
+    ("cease", ["features=minilm_text", "l2=500", "content_weight=20"], TEXT),  # best valid of a small grid
     ("vbpr", ["features=minilm_text", *EARLY], TEXT),
     ("freedom", ["features=minilm_text", *EARLY], TEXT),
+    ("freedom", ["features=minilm_text", "dropout=0.3", *EARLY], TEXT),
     ("bm3", ["features=minilm_text", *EARLY], TEXT),
     ("alpharec", ["features=minilm_text", *EARLY], TEXT),
 ]
@@ -48,12 +51,14 @@ COLD_DATA = {
     "ml-100k-text": (["features=minilm_text"], TEXT),
     "scientific": (["features=text_feat,image_feat"], []),
 }
-COLD_MODELS = ["random", "pop", "lightgcn", "vbpr", "freedom", "bm3", "alpharec"]
-CONTENT_MODELS = {"vbpr", "freedom", "bm3", "alpharec"}
+COLD_MODELS = ["random", "pop", "ease", "lightgcn", "cease", "vbpr", "freedom", "bm3", "alpharec"]
+CONTENT_MODELS = {"cease", "vbpr", "freedom", "bm3", "alpharec"}
+COLD_CAP = ["valid_metric=ndcg@20", "patience=10", "time_budget_s=300"]
 
 
 def _key(prefix: str, model: str, sets: list[str]) -> str:
-    return f"{prefix}/{model}" + ("/" + ",".join(s for s in sets if s not in EARLY) if sets else "")
+    shown = [s for s in sets if s not in EARLY and s not in COLD_CAP]
+    return f"{prefix}/{model}" + ("/" + ",".join(shown) if shown else "")
 
 
 def _show(key: str, r: dict) -> None:
@@ -120,7 +125,8 @@ def main() -> None:
                 if wanted and model not in wanted:
                     continue
                 content = model in CONTENT_MODELS
-                sets = ([*content_sets, *EARLY] if content else EARLY) if model not in ("random", "pop") else []
+                trained = model not in ("random", "pop", "ease", "cease")
+                sets = ([*content_sets] if content else []) + (COLD_CAP if trained else [])
                 key = _key(f"cold/{data}", model, sets)
                 results[key] = run_cli(model, data, "cold-items:0.2", runs_dir / key.replace("/", "-"),
                                        args.data_root, sets, [*threads, *(extra if content else [])])

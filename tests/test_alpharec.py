@@ -66,3 +66,20 @@ def test_missing_language_vectors_give_finite_scores() -> None:
     assert np.isfinite(model.score(np.arange(split.train.num_users))).all()
     assert np.isfinite(model.item_embeddings()).all()
     assert np.isfinite(model.embed_history([[0, 3, 6]])).all()  # a history of only zero-vector items
+
+
+def test_cold_items_borrow_neighbour_layers_in_the_mixed_ranking() -> None:
+    """In a ranking over all items, a cold item's lone layer-0 vector loses to warm items' graph-smoothed ones;
+    borrowing its content neighbours' propagated layers puts it back in the running (warm items unchanged)."""
+    ds = planted_dataset()
+    split = cold_items_split(ds.interactions, ds.users, ds.items, 0.2, seed=3)
+    table = planted_item_table()
+    ndcg = {}
+    models = {}
+    for mode in ("layer0", "neighbours"):
+        models[mode] = model_class("alpharec")(**PARAMS, cold_items=mode).fit(split.train, item_table=table)
+        ndcg[mode] = evaluate(models[mode].score, split.test.csr(), split.train.csr(), ks=(10,)).summary["ndcg@10"]
+    assert ndcg["neighbours"] > 1.5 * ndcg["layer0"], ndcg
+    warm = split.train.item_counts() > 0
+    np.testing.assert_allclose(models["neighbours"].item_embeddings()[warm],
+                               models["layer0"].item_embeddings()[warm], atol=1e-6)

@@ -26,6 +26,7 @@ def _cold_ndcg(model, split, cold: np.ndarray) -> float:  # noqa: ANN001
 CONTENT_PARAMS = {
     "vbpr": {"epochs": 30, "learning_rate": 0.01, "batch_size": 1024, "patience": 0},
     "bm3": {"epochs": 30, "learning_rate": 0.01, "batch_size": 512, "patience": 0, "dropout": 0.5},
+    "cease": {"l2": 50.0, "content_weight": 20.0},
 }
 
 
@@ -90,3 +91,18 @@ def test_no_test_cold_section_without_cold_items() -> None:
     split = planted_split()
     assert not ((split.train.item_counts() == 0) & (split.test.item_counts() > 0)).any()
     assert "test_cold" not in fit_and_evaluate("pop", ds, split).metrics
+
+
+def test_cease_without_content_is_ease_and_content_changes_it() -> None:
+    ds = planted_dataset()
+    split = cold_items_split(ds.interactions, ds.users, ds.items, 0.2, seed=3)
+    table = planted_item_table()
+    ease = model_class("ease")(l2=50.0).fit(split.train)
+    same = model_class("cease")(l2=50.0, content_weight=0.0).fit(split.train, item_table=table)
+    np.testing.assert_allclose(same.weights_, ease.weights_, atol=1e-6)
+    cold = np.flatnonzero(split.train.item_counts() == 0)
+    assert np.abs(ease.weights_[:, cold]).max() == 0  # EASE cannot reach items it never saw
+    cease = model_class("cease")(l2=50.0, content_weight=20.0).fit(split.train, item_table=table)
+    assert np.abs(cease.weights_[:, cold]).max() > 0
+    with pytest.raises(ConfigError, match="vector columns"):
+        model_class("cease")().fit(split.train)

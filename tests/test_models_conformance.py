@@ -94,3 +94,14 @@ class TestBM3(RecommenderConformance):
         from recembed.testing.fixtures import planted_item_table
 
         return {"item_table": planted_item_table()}
+
+
+class TestCEASE(RecommenderConformance):
+    model_name = "cease"
+    params = {"l2": 50.0, "content_weight": 20.0}
+
+    @classmethod
+    def fit_context(cls) -> dict:
+        from recembed.testing.fixtures import planted_item_table
+
+        return {"item_table": planted_item_table()}

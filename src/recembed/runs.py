@@ -173,6 +173,7 @@ def fit_and_evaluate(
             "stopped_early": train_result.stopped_early, "stopped_by_budget": train_result.stopped_by_budget,
             "weights": "best validation epoch" if model.config.select_best else "last epoch",
             "history_metrics_on": "test (monitor only)" if monitor_test else "valid",
+            "valid_candidates": getattr(model, "valid_candidates_", "all"),
         }
     if test is not None:
         metrics["test_slices"] = slices(test, split)

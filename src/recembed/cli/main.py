@@ -137,7 +137,8 @@ def fit(model: str, data: str, data_root: str | None, split_spec: str | None, se
                   f"  -> {out_dir}/metrics.json")
 
 
-def _text_encoder(encoder: str, cache_dir: str | None, threads: int | None, batch_size: int = 64, dim: int = 256):  # noqa: ANN202
+def _text_encoder(encoder: str, cache_dir: str | None, threads: int | None, batch_size: int = 64,
+                  dim: int = 256):  # noqa: ANN202
     from ..encoders import SentenceEncoder, TfidfEncoder
 
     if encoder == "minilm":

@@ -9,6 +9,7 @@ from .text import SentenceEncoder, TfidfEncoder, minilm_path
 from .vectors import load_vectors
 
 __all__ = [
-    "ItemFeatures", "Modality", "SentenceEncoder", "TfidfEncoder", "VectorCache", "attach_features", "encode_categorical",
+    "ItemFeatures", "Modality", "SentenceEncoder", "TfidfEncoder", "VectorCache", "attach_features",
+    "encode_categorical",
     "encode_numeric", "encode_tags", "features_from_table", "load_vectors", "minilm_path", "text_hash",
 ]

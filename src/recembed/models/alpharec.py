@@ -11,8 +11,13 @@ normalised user-item graph, ``num_layers`` layers, mean of the layers) follows; 
 Trained with InfoNCE on cosine similarity with temperature ``temperature`` (paper / code: 0.15, 0.2 on some
 datasets), scored by cosine: the exported user and item embeddings are L2-normalised.
 
-Cold (zero-shot) items have no graph edges, so their final embedding is their own layer-0 MLP output: they
-are ranked against warm items from their language embedding alone. ``embed_history`` embeds a new user
+Cold (zero-shot) items have no graph edges, so in the paper's form (``cold_items="layer0"``) their final
+embedding is their own layer-0 MLP output. Ranked against warm items that systematically loses: warm items
+and users share the propagated (graph-smoothed) components that a lone layer-0 vector lacks (ml-100k-text,
+cold-items:0.2: full-ranking R@20 0.005, below random). Extension, default ``cold_items="neighbours"``:
+at evaluation and export a cold item gets its layer-0 output plus the weighted mean of the propagated
+layers 1..K of its ``cold_neighbours`` most similar warm items by language cosine; warm items are unchanged,
+and so is training. ``embed_history`` embeds a new user
 from a list of items the way a training user is embedded (MLP of the mean plus the propagation layers).
 Items whose language vector is missing (a zero row) get the MLP's output for the zero vector (finite).
 
@@ -66,6 +71,11 @@ class AlphaRecConfig(TrainConfig):
     """Uniform negatives per batch, shared by its rows (the paper samples 256 per positive)."""
     in_batch: bool = False
     """Also use the batch's other positives as negatives."""
+    cold_items: Literal["neighbours", "layer0"] = "neighbours"
+    """Items never seen in training: ``layer0`` = their MLP output only (the paper); ``neighbours`` = plus the
+    propagated layers of their ``cold_neighbours`` most similar warm items by language cosine (see header)."""
+    cold_neighbours: int = 10
+    """Warm items whose propagated layers a cold item borrows (``cold_items=neighbours``)."""
     learning_rate: float = 5e-4
     """Adam step size (the paper's code: 5e-4)."""
     batch_size: int = 4096
@@ -78,6 +88,7 @@ class AlphaRecConfig(TrainConfig):
         check(self.num_layers >= 0, "num_layers", f"must be >= 0, got {self.num_layers}")
         check(self.temperature > 0, "temperature", f"must be > 0, got {self.temperature}")
         check(self.num_negatives >= 0, "num_negatives", f"must be >= 0, got {self.num_negatives}")
+        check(self.cold_neighbours >= 1, "cold_neighbours", f"must be >= 1, got {self.cold_neighbours}")
         check(self.num_negatives > 0 or self.in_batch, "num_negatives", "must be > 0 when in_batch is false")
 
 
@@ -106,8 +117,16 @@ class AlphaRecModule(nn.Module):
             out.append(_SymmetricSpMM.apply(self.adjacency, out[-1]))
         return out
 
+    cold_fill: sp.csr_matrix | None = None  # (I, I): rows of cold items weight their warm content neighbours
+
     def forward(self) -> tuple[torch.Tensor, torch.Tensor]:
-        e = propagate(self.adjacency, self.mlp(self.inputs), self.num_layers)
+        e0 = self.mlp(self.inputs)
+        e = propagate(self.adjacency, e0, self.num_layers)
+        if self.cold_fill is not None and not self.training and self.num_layers:
+            # a cold item has no edges, so its layers 1..K are zero: borrow its neighbours' (evaluation only)
+            graph_part = (e - e0 / (self.num_layers + 1))[self.num_users :].detach().numpy()
+            fill = torch.from_numpy(self.cold_fill @ graph_part)
+            e = torch.cat([e[: self.num_users], e[self.num_users :] + fill])
         e = F.normalize(e, dim=-1)
         return e[: self.num_users], e[self.num_users :]
 
@@ -158,6 +177,34 @@ class AlphaRecTask(InteractionTask):
         return F.cross_entropy(logits, target)
 
 
+def cold_neighbour_weights(train: sp.csr_matrix, content: np.ndarray, k: int, block: int = 1024
+                           ) -> sp.csr_matrix | None:
+    """``(I, I)`` CSR: row c of an item c unseen in training holds its ``k`` most similar warm items by content
+    cosine, weighted by their (positive) similarity and summing to 1; other rows are empty. None without cold
+    items or without warm ones."""
+    seen = np.asarray(train.sum(axis=0)).ravel() > 0
+    cold, warm = np.flatnonzero(~seen), np.flatnonzero(seen)
+    if not len(cold) or not len(warm):
+        return None
+    norms = np.linalg.norm(content, axis=1, keepdims=True)
+    unit = content / np.where(norms > 0, norms, 1.0)
+    k = min(k, len(warm))
+    rows, cols, vals = [], [], []
+    for start in range(0, len(cold), block):  # bounded memory: (block, warm) similarities at a time
+        c = cold[start : start + block]
+        sim = unit[c] @ unit[warm].T
+        top = np.argpartition(-sim, k - 1, axis=1)[:, :k]
+        w = np.maximum(np.take_along_axis(sim, top, axis=1), 0.0)
+        total = w.sum(axis=1, keepdims=True)
+        w = np.where(total > 0, w / np.where(total > 0, total, 1.0), 1.0 / k)  # no similar item: plain mean
+        rows.append(np.repeat(c, k))
+        cols.append(warm[top].ravel())
+        vals.append(w.ravel())
+    n = content.shape[0]
+    return sp.csr_matrix((np.concatenate(vals).astype(np.float32), (np.concatenate(rows), np.concatenate(cols))),
+                         shape=(n, n))
+
+
 class AlphaRec(EmbeddingRecommender):
     name = "alpharec"
     Config = AlphaRecConfig
@@ -168,6 +215,8 @@ class AlphaRec(EmbeddingRecommender):
                                                       cfg.feature_norm, train.shape[1])
         hidden = cfg.hidden_dim or max(1, content.shape[1] // 2)
         module = AlphaRecModule(train, content, hidden, cfg.embedding_dim, cfg.num_layers)
+        if cfg.cold_items == "neighbours":
+            module.cold_fill = cold_neighbour_weights(train, content, cfg.cold_neighbours)
         self.content_ = content
         return module, AlphaRecTask(train, cfg.batch_size, temperature=cfg.temperature,
                                     num_negatives=cfg.num_negatives, in_batch=cfg.in_batch)

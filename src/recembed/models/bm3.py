@@ -22,7 +22,8 @@ item each step and then gathers: the same loss); modalities are optionally L2-no
 (``feature_norm``, default ``none`` as the paper). Extension (items never seen in training only): their
 exported embedding is p(mean_m W_m f_m,i), the content view the modal loss aligns with the item's target,
 scaled by one factor to the warm items' mean norm (the loss fixes its direction only), instead of an untrained ID
-embedding -- so BM3 can rank cold items; warm items are unchanged.
+embedding -- so BM3 can rank cold items; warm items are unchanged. Applied whenever the module is in
+evaluation mode, so validation (early stopping) scores what is exported.
 """
 
 from __future__ import annotations
@@ -100,9 +101,26 @@ class BM3Module(GraphEmbeddingModule):
         """``W_m f_m`` per modality, for ``items`` (all items if None)."""
         return [proj(f if items is None else f[items]) for f, proj in zip(self.features, self.projections)]
 
+    unseen: np.ndarray | None = None  # (I,) bool: items without training interactions (set by BM3._build)
+
     def forward(self) -> tuple[torch.Tensor, torch.Tensor]:
         users, items = self.online()
-        return self.predictor(users), self.predictor(items)
+        users, items = self.predictor(users), self.predictor(items)
+        if self.unseen is not None and not self.training:  # evaluation and export: cold items from content
+            items = self._with_content_view(items)
+        return users, items
+
+    def _with_content_view(self, items: torch.Tensor) -> torch.Tensor:
+        unseen = torch.from_numpy(self.unseen)
+        view = self.content_view()[unseen]
+        # the loss fixes the content view's direction (cosine), not its scale: one common factor gives the
+        # cold items the warm items' mean norm (their relative norms kept), or their larger norms would
+        # put every cold item above every warm one in dot-product ranking
+        warm_norm = items[~unseen].norm(dim=1).mean()
+        view = view * (warm_norm / view.norm(dim=1).mean().clamp_min(1e-12))
+        out = items.clone()
+        out[unseen] = view
+        return out
 
     def content_view(self) -> torch.Tensor:
         """``p(mean_m W_m f_m)`` for every item: the embedding of items never seen in training."""
@@ -153,17 +171,8 @@ class BM3(EmbeddingRecommender):
         modalities = [content_matrix(table, n, cfg.feature_norm, train.shape[1])[0] for n in names]
         self.feature_names_ = names
         module = BM3Module(train, modalities, cfg.embedding_dim, cfg.num_layers)
+        unseen = np.asarray(train.sum(axis=0)).ravel() == 0
+        if cfg.content_for_unseen and unseen.any() and not unseen.all():
+            module.unseen = unseen
         return module, BM3Task(train, cfg.batch_size, dropout=cfg.dropout, reg_weight=cfg.reg_weight,
                                cl_weight=cfg.cl_weight)
-
-    def _export(self, module: BM3Module) -> None:
-        super()._export(module)
-        unseen = np.asarray(self.user_items_.sum(axis=0)).ravel() == 0
-        if self.config.content_for_unseen and unseen.any() and not unseen.all():
-            view = module.content_view().detach().numpy()[unseen]
-            # the loss fixes the content view's direction (cosine), not its scale: one common factor gives the
-            # cold items the warm items' mean norm (their relative norms kept), or their larger norms would
-            # put every cold item above every warm one in dot-product ranking
-            warm_norm = np.linalg.norm(self.item_factors_[~unseen], axis=1).mean()
-            view_norm = max(float(np.linalg.norm(view, axis=1).mean()), 1e-12)
-            self.item_factors_[unseen] = view * (warm_norm / view_norm)

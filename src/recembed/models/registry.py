@@ -24,6 +24,7 @@ MODELS: dict[str, str] = {
     "xsimgcl": "recembed.models.xsimgcl:XSimGCL",
     "vbpr": "recembed.models.vbpr:VBPR",
     "bm3": "recembed.models.bm3:BM3",
+    "cease": "recembed.models.cease:CEASE",
     "freedom": "recembed.models.freedom:FREEDOM",
     "alpharec": "recembed.models.alpharec:AlphaRec",
 }

@@ -52,17 +52,33 @@ class TrainableRecommender(Recommender):
             metric = self.config.valid_metric
             name, k = metric.split("@")
             target = valid.csr()
+            penalty = self._valid_penalty(x, target)
 
             def validate() -> dict[str, float]:  # recall and ndcg ride along for the curve (same top-k)
                 names = tuple(dict.fromkeys((name, "recall", "ndcg")))
-                return evaluate(self._scorer(module), target, x, ks=(int(k),), metrics=names).summary
+                scorer = self._scorer(module)
+                if penalty is not None:
+                    scorer = (lambda s: lambda users: s(users) + penalty)(scorer)
+                return evaluate(scorer, target, x, ks=(int(k),), metrics=names).summary
 
         result = Trainer(self.config, options).fit(module, task, validate)
+        self.valid_candidates_ = "cold" if validate is not None and penalty is not None else "all"
         self.train_result_ = result
         self.history_ = result.history
         module.eval()
         with torch.no_grad():
             self._export(module)
+
+
+    def _valid_penalty(self, train: sp.csr_matrix, target: sp.csr_matrix) -> np.ndarray | None:
+        """``(I,)`` 0 / -inf mask restricting validation to cold items (``valid_candidates``), or None."""
+        mode = self.config.valid_candidates
+        cold = (np.diff(train.tocsc().indptr) == 0) & (np.diff(target.tocsc().indptr) > 0)
+        if mode == "all" or not cold.any():
+            return None
+        if mode == "auto" and np.asarray(target[:, ~cold].sum()) > 0:
+            return None
+        return np.where(cold, 0.0, -np.inf).astype(np.float32)
 
 
 class EmbeddingRecommender(TrainableRecommender):

@@ -9,9 +9,9 @@ per item (``feature_norm``) and concatenated; items without a modality get zeros
 
 Implemented as embedding tables so the shared trainer, evaluator and serving path apply unchanged:
 user = [p_u, theta_u, 1], item = [q_i, E f_i, b_i + <beta', f_i>]. Items that never occur in training
-have untrained ID parts: at export their q_i and b_i are set to zero, so they are ranked by content alone
-(cold start). Deviations: Adam instead of SGD (as Cornac and MMRec); no separate regulariser per
-parameter group (one ``reg_weight``).
+have untrained ID parts: in evaluation mode (validation and export) their q_i and b_i are zero, so they are
+ranked by content alone (cold start). Deviations: Adam instead of SGD (as Cornac and MMRec); no separate
+regulariser per parameter group (one ``reg_weight``).
 """
 
 from __future__ import annotations
@@ -92,11 +92,17 @@ class VBPRModule(nn.Module):
         nn.init.xavier_normal_(self.proj.weight)
         nn.init.zeros_(self.content_bias.weight)
 
+    unseen: torch.Tensor | None = None  # (I,) bool: items without training interactions (set by VBPR._build)
+
     def forward(self) -> tuple[torch.Tensor, torch.Tensor]:
         ones = torch.ones(self.user.weight.shape[0], 1)
         users = torch.cat([self.user.weight, self.theta.weight, ones], 1)
-        items = torch.cat([self.item.weight, self.proj(self.content),
-                           self.item_bias + self.content_bias(self.content)], 1)
+        item_ids, item_bias = self.item.weight, self.item_bias
+        if self.unseen is not None and not self.training:
+            # evaluation and export: untrained ID parts of cold items are zero, they are ranked by content
+            keep = (~self.unseen).float().unsqueeze(1)
+            item_ids, item_bias = item_ids * keep, item_bias * keep
+        items = torch.cat([item_ids, self.proj(self.content), item_bias + self.content_bias(self.content)], 1)
         return users, items
 
 
@@ -119,11 +125,5 @@ class VBPR(EmbeddingRecommender):
         content, self.feature_names_ = content_matrix(self._context.get("item_table"), cfg.features,
                                                       cfg.feature_norm, train.shape[1])
         module = VBPRModule(train.shape[0], content, cfg.embedding_dim, cfg.content_dim)
+        module.unseen = torch.from_numpy(np.asarray(train.sum(axis=0)).ravel() == 0)
         return module, VBPRTask(train, cfg.batch_size, reg_weight=cfg.reg_weight)
-
-    def _export(self, module: VBPRModule) -> None:
-        super()._export(module)
-        unseen = np.asarray(self.user_items_.sum(axis=0)).ravel() == 0
-        d = self.config.embedding_dim
-        self.item_factors_[unseen, :d] = 0.0  # untrained ID factors: rank cold items by content only
-        self.item_factors_[unseen, -1] -= module.item_bias.detach().numpy()[unseen, 0]

@@ -49,6 +49,10 @@ class TrainConfig:
     """Stop after this many evaluations without improvement of ``valid_metric`` (0: never stop early)."""
     valid_metric: str = "ndcg@10"
     """Validation metric for early stopping and model selection."""
+    valid_candidates: Literal["auto", "all", "cold"] = "auto"
+    """Items ranked in validation: ``all``; ``cold`` = only the validation items unseen in training (the
+    ``test_cold`` protocol); ``auto`` = ``cold`` when every validation positive is such an item (a
+    cold-items split, where the mixed ranking can sit at 0 and select nothing), else ``all``."""
     eval_every: int = 1
     """Evaluate on validation every N epochs."""
     grad_clip: float = 0.0
