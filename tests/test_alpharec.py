@@ -8,20 +8,17 @@ from recembed.data.splits import cold_items_split
 from recembed.data.tables import Table
 from recembed.evaluation.ranking import evaluate
 from recembed.models.registry import model_class
-from recembed.testing.conformance import RecommenderConformance
-from recembed.testing.fixtures import planted_dataset, planted_item_table, planted_split
+from recembed.testing.conformance import ContentConformance
+from recembed.testing.fixtures import cold_only_ndcg, planted_dataset, planted_item_table, planted_split
 
 PARAMS = {"epochs": 40, "learning_rate": 0.01, "batch_size": 1024, "patience": 0, "num_negatives": 64,
           "temperature": 0.05, "hidden_dim": 32, "embedding_dim": 32}
 
 
-class TestAlphaRec(RecommenderConformance):
+class TestAlphaRec(ContentConformance):
     model_name = "alpharec"
     params = PARAMS
 
-    @classmethod
-    def fit_context(cls) -> dict:
-        return {"item_table": planted_item_table()}
 
     def test_embed_history_reproduces_training_users(self, fitted) -> None:
         model, split = fitted
@@ -33,13 +30,6 @@ class TestAlphaRec(RecommenderConformance):
         assert np.isfinite(model.embed_history([[]])).all()
 
 
-def _cold_ndcg(score, split, cold: np.ndarray) -> float:
-    """NDCG@10 of the test items when only the cold items are candidates."""
-    mask = np.full(split.train.num_items, -np.inf, dtype=np.float32)
-    mask[cold] = 0
-    return evaluate(lambda u: score(u) + mask, split.test.csr(), split.train.csr(), ks=(10,)).summary["ndcg@10"]
-
-
 def test_alpharec_ranks_cold_items_from_language_vectors() -> None:
     ds = planted_dataset()
     split = cold_items_split(ds.interactions, ds.users, ds.items, 0.2, seed=3)
@@ -48,9 +38,9 @@ def test_alpharec_ranks_cold_items_from_language_vectors() -> None:
     ours = model_class("alpharec")(**PARAMS).fit(split.train, item_table=planted_item_table())
     bpr = model_class("bpr")(epochs=30, learning_rate=0.01, batch_size=1024, patience=0).fit(split.train)
     rng = np.random.default_rng(0)
-    a = _cold_ndcg(ours.score, split, cold)
-    b = _cold_ndcg(bpr.score, split, cold)
-    r = _cold_ndcg(lambda u: rng.random((len(u), ds.num_items)).astype(np.float32), split, cold)
+    a = cold_only_ndcg(ours.score, split, cold)
+    b = cold_only_ndcg(bpr.score, split, cold)
+    r = cold_only_ndcg(lambda u: rng.random((len(u), ds.num_items)).astype(np.float32), split, cold)
     print(f"cold ndcg@10: alpharec {a:.4f}, bpr {b:.4f}, random {r:.4f}")
     assert a > 2 * r, (a, r)
     assert a > 2 * b, (a, b)  # BPR's cold-item factors are untrained noise

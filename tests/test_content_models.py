@@ -9,19 +9,7 @@ from recembed.data.splits import cold_items_split
 from recembed.errors import ConfigError
 from recembed.evaluation.ranking import evaluate
 from recembed.models.registry import model_class
-from recembed.testing.fixtures import planted_dataset, planted_item_table
-
-
-def _cold_ndcg(model, split, cold: np.ndarray) -> float:  # noqa: ANN001
-    """NDCG@10 of the test items when only the cold items are candidates."""
-    def score(users: np.ndarray) -> np.ndarray:
-        s = model.score(users)
-        mask = np.full(s.shape[1], -np.inf, dtype=np.float32)
-        mask[cold] = 0
-        return s + mask
-
-    return evaluate(score, split.test.csr(), split.train.csr(), ks=(10,)).summary["ndcg@10"]
-
+from recembed.testing.fixtures import cold_only_ndcg, planted_dataset, planted_item_table
 
 CONTENT_PARAMS = {
     "vbpr": {"epochs": 30, "learning_rate": 0.01, "batch_size": 1024, "patience": 0},
@@ -40,7 +28,7 @@ def test_content_model_ranks_cold_items_where_ids_cannot(name: str) -> None:
     params = CONTENT_PARAMS[name]
     model = model_class(name)(**params).fit(split.train, item_table=table)
     bpr = model_class("bpr")(**CONTENT_PARAMS["vbpr"]).fit(split.train)
-    ours, ids_only = _cold_ndcg(model, split, cold), _cold_ndcg(bpr, split, cold)
+    ours, ids_only = cold_only_ndcg(model.score, split, cold), cold_only_ndcg(bpr.score, split, cold)
     rng = np.random.default_rng(0)
     random = evaluate(lambda u: rng.random((len(u), ds.num_items)).astype(np.float32) +
                       np.where(np.isin(np.arange(ds.num_items), cold), 0, -np.inf).astype(np.float32),

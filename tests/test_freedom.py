@@ -8,30 +8,19 @@ import pytest
 from recembed.data.splits import cold_items_split
 from recembed.data.tables import Table
 from recembed.errors import ConfigError
-from recembed.evaluation.ranking import evaluate
 from recembed.models.freedom import FREEDOMTask, fused_item_graph, knn_graph
 from recembed.models.registry import model_class
 from recembed.options import FitOptions
-from recembed.testing.conformance import RecommenderConformance
-from recembed.testing.fixtures import planted_dataset, planted_item_table, planted_split
+from recembed.testing.conformance import ContentConformance
+from recembed.testing.fixtures import cold_only_ndcg, planted_dataset, planted_item_table, planted_split
 
 PARAMS = {"epochs": 20, "learning_rate": 0.01, "batch_size": 1024, "patience": 0, "embedding_dim": 32}
 
 
-class TestFREEDOM(RecommenderConformance):
+class TestFREEDOM(ContentConformance):
     model_name = "freedom"
     params = PARAMS
 
-    @classmethod
-    def fit_context(cls) -> dict:
-        return {"item_table": planted_item_table()}
-
-
-def _cold_ndcg(score, split, cold: np.ndarray) -> float:
-    """NDCG@10 of the test items when only the cold items are candidates."""
-    mask = np.full(split.train.num_items, -np.inf, dtype=np.float32)
-    mask[cold] = 0
-    return evaluate(lambda u: score(u) + mask, split.test.csr(), split.train.csr(), ks=(10,)).summary["ndcg@10"]
 
 
 def test_freedom_ranks_cold_items_through_the_item_graph() -> None:
@@ -41,9 +30,9 @@ def test_freedom_ranks_cold_items_through_the_item_graph() -> None:
     assert len(cold) > 20
     freedom = model_class("freedom")(**PARAMS).fit(split.train, item_table=planted_item_table())
     bpr = model_class("bpr")(**{k: v for k, v in PARAMS.items() if k != "embedding_dim"}).fit(split.train)
-    ours, ids_only = _cold_ndcg(freedom.score, split, cold), _cold_ndcg(bpr.score, split, cold)
+    ours, ids_only = cold_only_ndcg(freedom.score, split, cold), cold_only_ndcg(bpr.score, split, cold)
     rng = np.random.default_rng(0)
-    random = _cold_ndcg(lambda u: rng.random((len(u), ds.num_items)).astype(np.float32), split, cold)
+    random = cold_only_ndcg(lambda u: rng.random((len(u), ds.num_items)).astype(np.float32), split, cold)
     assert ours > 2 * random, (ours, random)
     assert ours > 2 * ids_only, (ours, ids_only)
 

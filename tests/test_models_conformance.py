@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from recembed.models.registry import MODELS
-from recembed.testing.conformance import RecommenderConformance
+from recembed.testing.conformance import ContentConformance, RecommenderConformance
 
 
 class TestPop(RecommenderConformance):
@@ -70,38 +70,24 @@ def test_every_registered_model_has_a_conformance_class() -> None:
 
     for path in Path(__file__).parent.glob("test_*.py"):  # classes in other test files count when run alone too
         importlib.import_module(path.stem)
-    covered = {cls.model_name for cls in RecommenderConformance.__subclasses__()}
+
+    def subclasses(cls: type) -> list[type]:
+        return [c for sub in cls.__subclasses__() for c in (sub, *subclasses(sub))]
+
+    covered = {getattr(c, "model_name", None) for c in subclasses(RecommenderConformance)}
     assert set(MODELS) <= covered, f"models without conformance tests: {set(MODELS) - covered}"
 
 
-class TestVBPR(RecommenderConformance):
+class TestVBPR(ContentConformance):
     model_name = "vbpr"
     params = {"epochs": 30, "learning_rate": 0.01, "batch_size": 1024, "patience": 0}
 
-    @classmethod
-    def fit_context(cls) -> dict:
-        from recembed.testing.fixtures import planted_item_table
 
-        return {"item_table": planted_item_table()}
-
-
-class TestBM3(RecommenderConformance):
+class TestBM3(ContentConformance):
     model_name = "bm3"
     params = {"epochs": 30, "learning_rate": 0.01, "batch_size": 512, "patience": 0}
 
-    @classmethod
-    def fit_context(cls) -> dict:
-        from recembed.testing.fixtures import planted_item_table
 
-        return {"item_table": planted_item_table()}
-
-
-class TestCEASE(RecommenderConformance):
+class TestCEASE(ContentConformance):
     model_name = "cease"
     params = {"l2": 50.0, "content_weight": 20.0}
-
-    @classmethod
-    def fit_context(cls) -> dict:
-        from recembed.testing.fixtures import planted_item_table
-
-        return {"item_table": planted_item_table()}

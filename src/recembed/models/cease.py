@@ -23,14 +23,12 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 import numpy as np
-import scipy.sparse as sp
 
 from ..config import check
 from ..data.interactions import Interactions
 from ..errors import ConfigError
 from ..options import FitOptions
-from . import _memory
-from .ease import EASE, _spd_inverse_inplace, dense_gram
+from .ease import EASE
 from .vbpr import content_matrix
 
 
@@ -68,26 +66,8 @@ class CEASE(EASE):
         finally:
             del self._content
 
-    def _fit_matrix(self, x: sp.csr_matrix, options: FitOptions) -> None:
-        n = x.shape[1]
-        dtype = self.config.dtype
-        if dtype == "auto":
-            dtype = "float64" if n * n * 12 * 1.1 <= _memory.budget_bytes(options) else "float32"
-        itemsize = 8 if dtype == "float64" else 4
-        _memory.require(
-            int(n * n * (itemsize + (4 if itemsize == 8 else 0)) * 1.1), options,
-            f"CEASE over {n:,} items (a dense {n:,} x {n:,} {dtype} Gram matrix)",
-            "use a content model that trains embeddings (vbpr, freedom, alpharec), or filter the catalog",
-        )
-        np_dtype = np.float64 if dtype == "float64" else np.float32
-        g = dense_gram(x, np_dtype)
-        f = self._content.astype(np_dtype, copy=False)
+    def _add_to_gram(self, g: np.ndarray) -> None:
+        f = self._content.astype(g.dtype, copy=False)
         step = 2048  # F F^T a block of rows at a time: no second I x I temporary
-        for i0 in range(0, n, step):
+        for i0 in range(0, g.shape[0], step):
             g[i0 : i0 + step] += self.config.content_weight * (f[i0 : i0 + step] @ f.T)
-        g[np.diag_indices(n)] += self.config.l2
-        p = _spd_inverse_inplace(g)
-        diag = np.diag(p).copy()
-        p /= -diag[None, :]
-        p[np.diag_indices(n)] = 0.0
-        self.weights_ = p.astype(np.float32, copy=False)

@@ -115,12 +115,16 @@ class EASE(HistoryRecommender):
             "use itemknn or gfcf, or filter the catalog",
         )
         g = dense_gram(x, np.float64 if dtype == "float64" else np.float32)
+        self._add_to_gram(g)
         g[np.diag_indices(n)] += self.config.l2
         p = _spd_inverse_inplace(g)
         diag = np.diag(p).copy()
         p /= -diag[None, :]
         p[np.diag_indices(n)] = 0.0
         self.weights_ = p.astype(np.float32, copy=False)
+
+    def _add_to_gram(self, g: np.ndarray) -> None:
+        """Hook for variants that add to ``X^T X`` in place before the ridge term (CEASE: item content)."""
 
     def score_history(self, rows: sp.csr_matrix) -> np.ndarray:
         return spmm(rows, self.weights_)

@@ -122,3 +122,14 @@ class RecommenderConformance:
         params = dict(self.params)
         model_class(self.model_name)(**params)
         assert params == self.params
+
+
+class ContentConformance(RecommenderConformance):
+    """Conformance for content models: fitted with the planted fixture's item table (vector column
+    ``content``). Subclass it like :class:`RecommenderConformance`."""
+
+    @classmethod
+    def fit_context(cls) -> dict[str, Any]:
+        from .fixtures import planted_item_table
+
+        return {"item_table": planted_item_table()}

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from functools import lru_cache
 
+import numpy as np
+
 from ..data.dataset import Dataset
 from ..data.splits import Split, random_split
 from ..data.synthetic import SyntheticConfig, generate
@@ -35,3 +37,13 @@ def planted_item_table(seed: int = 7, noise: float = 0.2):  # noqa: ANN201
     if "content" not in table:
         table.add("content", onehot + noise * rng.standard_normal(onehot.shape).astype(np.float32), "vector")
     return table
+
+
+def cold_only_ndcg(score, split: Split, cold: np.ndarray, k: int = 10) -> float:  # noqa: ANN001
+    """NDCG@k of ``split``'s test items when only the ``cold`` item indices are candidates; ``score`` maps
+    user indices to ``(B, I)`` scores (a model's ``score``, or a random scorer as the floor)."""
+    from ..evaluation.ranking import evaluate
+
+    mask = np.full(split.train.num_items, -np.inf, dtype=np.float32)
+    mask[cold] = 0
+    return evaluate(lambda u: score(u) + mask, split.test.csr(), split.train.csr(), ks=(k,)).summary[f"ndcg@{k}"]
