@@ -87,3 +87,14 @@ def test_randomized_svd_recovers_subspace() -> None:
     _, _, vt = np.linalg.svd(a.toarray())
     # same subspace: projections agree
     np.testing.assert_allclose(np.abs(v.T @ vt[:5].T).sum(axis=1), np.ones(5), atol=0.05)
+
+
+def test_ease_refuses_catalogs_past_32_bit_lapack_indexing(monkeypatch) -> None:  # noqa: ANN001
+    """Past n * n >= 2**31 the in-place Cholesky segfaulted (57,289 items): refuse with a clear error instead."""
+    import recembed.models.ease as ease_module
+    from recembed.testing.fixtures import planted_split
+
+    split = planted_split()
+    monkeypatch.setattr(ease_module, "LAPACK_MAX_ITEMS", split.train.num_items - 1)
+    with pytest.raises(ResourceError, match=r"32-bit LAPACK"):
+        ease_module.EASE().fit(split.train)

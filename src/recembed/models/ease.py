@@ -42,6 +42,9 @@ class EASEConfig:
 
 
 SCIPY_LAPACK_MAX_ITEMS = 32768
+#: n with n * n < 2**31: LP64 LAPACK addresses the dense matrix with 32-bit offsets. torch's in-place Cholesky
+#: inverse worked at 40,981 items (gowalla) and died with SIGSEGV at 57,289 (amazon-beauty-cf) here.
+LAPACK_MAX_ITEMS = 46340
 
 
 def _spd_inverse_inplace(g: np.ndarray) -> np.ndarray:
@@ -104,6 +107,10 @@ class EASE(HistoryRecommender):
 
     def _fit_matrix(self, x: sp.csr_matrix, options: FitOptions) -> None:
         n = x.shape[1]
+        if n > LAPACK_MAX_ITEMS:
+            raise ResourceError(f"{self.name.upper()} over {n:,} items: the dense {n:,} x {n:,} inversion exceeds "
+                                f"32-bit LAPACK indexing (at most {LAPACK_MAX_ITEMS:,} items; it crashed the process "
+                                "at 57,289); use itemknn or gfcf, or filter the catalog")
         dtype = self.config.dtype
         if dtype == "auto":
             # float64 work matrix plus the float32 result, or float32 throughout
