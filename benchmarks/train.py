@@ -51,6 +51,8 @@ BEAUTY = [
     ("gfcf", []),
     ("ease", []),  # expected: ResourceError (dense 57k x 57k Gram matrix), recorded as such
     ("bpr", ["eval_every=2", "valid_metric=ndcg@20", "patience=5", BEAUTY_CAP]),
+    ("bpr", ["learning_rate=1e-3", "batch_size=2048", "eval_every=2", "valid_metric=ndcg@20", "patience=5",
+             BEAUTY_CAP]),  # RecBole's lr / batch
     ("lightgcn", ["learning_rate=5e-3", "eval_every=2", "valid_metric=ndcg@20", "patience=5", BEAUTY_CAP]),
     ("simgcl", ["cl_weight=0.02", "eval_every=2", "valid_metric=ndcg@20", "patience=5", BEAUTY_CAP]),
     ("xsimgcl", ["cl_weight=0.02", "eval_every=2", "valid_metric=ndcg@20", "patience=5", BEAUTY_CAP]),
