@@ -62,20 +62,23 @@ def evaluate_split(model: Recommender, split: Split, part: str, *, ks=DEFAULT_KS
                    candidates: np.ndarray | None = None) -> EvalResult | None:
     """Full-ranking evaluation on ``part`` ("valid" or "test"); ``None`` if that part is empty.
 
-    Validation masks training items; test masks training and validation items. ``candidates`` (a boolean
+    Validation masks training items; test masks training and validation items (and sequential models read
+    the validation events as part of the history, see ``scorer_after``). ``candidates`` (a boolean
     item mask) restricts the ranking to those items, and the held-out positives to those among them
     (cold-item ranking: only items unseen in training compete).
     """
     target = getattr(split, part).csr()
     scorer = model.score
+    if part == "test" and len(split.valid) and hasattr(model, "scorer_after"):
+        scorer = model.scorer_after(split.valid)  # sequential models: the history goes on through validation
     if candidates is not None:
         keep = np.asarray(candidates, dtype=bool)
         target = target.multiply(sp.csr_matrix(keep.astype(np.float32)[None, :])).tocsr()
         target.eliminate_zeros()
         penalty = np.where(keep, 0.0, -np.inf).astype(np.float32)
 
-        def scorer(users: np.ndarray) -> np.ndarray:
-            return np.asarray(model.score(users), dtype=np.float32) + penalty
+        def scorer(users: np.ndarray, base=scorer) -> np.ndarray:  # noqa: ANN001
+            return np.asarray(base(users), dtype=np.float32) + penalty
 
     if target.nnz == 0:
         return None

@@ -4,6 +4,7 @@
     recembed fit MODEL --data NAME_OR_PATH [--data-root DIR] [--split SPEC] [--set key=value ...] --out RUN_DIR
     recembed evaluate RUN_DIR
     recembed recommend RUN_DIR --user ID [--k 10]
+    recembed recommend RUN_DIR --history ID,ID,... [--k 10]
     recembed similar RUN_DIR --item ID [--k 10]
     recembed compare RUN_A RUN_B [--metric ndcg@10]
 """
@@ -84,7 +85,8 @@ def _load_data(data: str, data_root: str | None):  # noqa: ANN202
 @click.option("--data", required=True, help="Catalog name (see `recembed datasets`) or a file / folder path.")
 @click.option("--data-root", type=click.Path(), default=None, help="Folder of the datasets (else $RECEMBED_DATA_ROOT).")
 @click.option("--split", "split_spec", default=None,
-              help="random:0.8,0.1,0.1 | temporal:0.8,0.1,0.1 | loo | cold-items:0.2 | given | given:merge-valid | DIR")
+              help="random:0.8,0.1,0.1 | temporal:0.8,0.1,0.1 | loo | cold-items:0.2 | drop-items:0.1 | given | "
+                   "given:merge-valid | DIR")
 @click.option("--set", "sets", multiple=True, help="Hyperparameter key=value (repeatable).")
 @click.option("--out", "out_dir", required=True, type=click.Path(), help="Run directory to write.")
 @click.option("--seed", default=2020, show_default=True, help="Random seed.")
@@ -251,21 +253,47 @@ def _print_items(title: str, run, items, scores) -> None:  # noqa: ANN001
 
 @cli.command()
 @click.argument("run_dir", type=click.Path(exists=True, file_okay=False))
-@click.option("--user", "user_id", required=True, help="External user id.")
+@click.option("--user", "user_id", default=None, help="External user id (a known user).")
+@click.option("--history", default=None, metavar="ID,ID,...",
+              help="Item ids, oldest first: recommend after this history (an anonymous user or a session).")
 @click.option("--k", default=10, show_default=True)
-def recommend(run_dir: str, user_id: str, k: int) -> None:
-    """Print the top-K items for a user, excluding everything the user interacted with."""
+def recommend(run_dir: str, user_id: str | None, history: str | None, k: int) -> None:
+    """Print the top-K items for a known user (--user) or after any history (--history), excluding the items
+    already seen. Sequential models read a known user's whole history, validation and test events included."""
     from ..data.interactions import Interactions
     from ..runs import load_run
 
+    if (user_id is None) == (history is None):
+        raise click.UsageError("give exactly one of --user and --history")
     run = load_run(run_dir)
+    if history is not None:
+        ids = [h.strip() for h in history.split(",") if h.strip()]
+        if not ids:
+            raise click.UsageError("--history: expected comma-separated item ids")
+        idx = run.items.index(ids, source="--history")
+        try:
+            items, scores = run.model.recommend_history(idx, k=k)
+        except NotImplementedError as exc:
+            raise click.ClickException(str(exc)) from None
+        _print_items(f"top {k} after a history of {len(ids)} items", run, items, scores)
+        return
     u = int(run.users.index([user_id], source="--user")[0])
     seen = Interactions.concat([run.split.train, run.split.valid, run.split.test]).csr()
-    history = run.items.lookup(seen[u].indices)
-    if run.titles is not None and len(history):
+    history_items = run.items.lookup(seen[u].indices)
+    if run.titles is not None and len(history_items):
         shown = [str(run.titles[i]) for i in seen[u].indices[:5]]
-        console.print(f"user {user_id}: {len(history)} known items, e.g. {shown}")
-    items, scores = run.model.recommend(u, k=k, exclude=seen, exclude_seen=False)
+        console.print(f"user {user_id}: {len(history_items)} known items, e.g. {shown}")
+    if hasattr(run.model, "scorer_after"):  # the history goes on through validation and test
+        import numpy as np
+
+        from ..evaluation.ranking import rank_topk
+
+        scorer = run.model.scorer_after(Interactions.concat([run.split.valid, run.split.test]))
+        top, top_scores = rank_topk(scorer, np.array([u]), seen, k,
+                                    num_items=run.model.num_items_)
+        items, scores = top[0], top_scores[0]
+    else:
+        items, scores = run.model.recommend(u, k=k, exclude=seen, exclude_seen=False)
     _print_items(f"top {k} for user {user_id}", run, items, scores)
 
 

@@ -199,6 +199,21 @@ def cold_items_split(
     return _parts(inter, role[inter.item_idx], users, items, f"cold-items:{fraction:g}")
 
 
+def drop_items_split(base: Split, fraction: float = 0.1, seed: int = 2020) -> Split:
+    """``base`` with a seeded ``fraction`` of the items that occur in its test part removed from training
+    (validation and test unchanged): those items are unseen when the model is fitted, and test events with
+    them measure recommending new items (for sequential data, where a cold-items split would cut holes in
+    every history's middle instead)."""
+    if not 0 < fraction < 1:
+        raise ConfigError(f"split 'drop-items:{fraction}': the fraction must be in (0, 1)")
+    rng = np.random.default_rng(seed)
+    candidates = np.flatnonzero(base.test.item_counts() > 0)
+    dropped = np.zeros(base.train.num_items, dtype=bool)
+    dropped[rng.permutation(candidates)[: max(1, int(round(fraction * len(candidates))))]] = True
+    train = base.train.subset(~dropped[base.train.item_idx])
+    return Split(train, base.valid, base.test, base.users, base.items, f"{base.spec}+drop-items:{fraction:g}")
+
+
 # --------------------------------------------------------------------------------------------
 # given split files
 # --------------------------------------------------------------------------------------------
@@ -248,7 +263,7 @@ def parse_split_spec(spec: str) -> tuple[str, tuple[float, ...]]:
     """``"random:0.8,0.1,0.1"`` -> ``("random", (0.8, 0.1, 0.1))``; a path -> ``("dir", ())``."""
     spec = spec.strip()
     kind, _, arg = spec.partition(":")
-    if kind in ("random", "temporal", "cold-items"):
+    if kind in ("random", "temporal", "cold-items", "drop-items"):
         try:
             values = tuple(float(x) for x in arg.split(",")) if arg else ()
         except ValueError:
@@ -259,7 +274,7 @@ def parse_split_spec(spec: str) -> tuple[str, tuple[float, ...]]:
     if Path(spec).is_dir():
         return "dir", ()
     raise ConfigError(
-        f"unknown split {spec!r}: expected random:a,b,c, temporal:a,b,c, loo, cold-items:f, given, "
+        f"unknown split {spec!r}: expected random:a,b,c, temporal:a,b,c, loo, cold-items:f, drop-items:f, given, "
         "given:merge-valid or a directory of split files"
     )
 
@@ -282,4 +297,7 @@ def make_split(dataset, spec: str | None = None, seed: int = 2020) -> Split:  # 
         return leave_one_out(inter, users, items)
     if kind == "cold-items":
         return cold_items_split(inter, users, items, args[0] if args else 0.2, seed=seed)
+    if kind == "drop-items":  # on the dataset's given split, else leave-one-out
+        base = dataset.given_split if dataset.given_split is not None else leave_one_out(inter, users, items)
+        return drop_items_split(base, args[0] if args else 0.1, seed=seed)
     return read_split_dir(spec, users, items)

@@ -46,9 +46,9 @@ from ..errors import DataError
 from ..options import FitOptions
 from ..training.tasks import InteractionTask, PairBatch
 from ..training.trainer import TrainConfig
+from ._content import content_matrix
 from .lightgcn import _SymmetricSpMM, normalized_adjacency, propagate
 from .trainable import EmbeddingRecommender
-from .vbpr import content_matrix
 
 _SLOPE = 0.01  # nn.LeakyReLU's default negative slope
 
@@ -235,6 +235,9 @@ class AlphaRec(EmbeddingRecommender):
         m = self.mlp_
         h = x @ m["w1"] + m["b1"]
         return (np.where(h > 0, h, _SLOPE * h) @ m["w2"] + m["b2"]).astype(np.float32)
+
+    def score_histories(self, histories: Sequence[Sequence[int]]) -> np.ndarray:
+        return self.embed_history(histories) @ self.item_factors_.T
 
     def embed_history(self, item_idx_lists: Sequence[Sequence[int]]) -> np.ndarray:
         """``(n, D)`` L2-normalised user embeddings for item histories (item indices), computed as a training

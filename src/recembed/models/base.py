@@ -11,6 +11,7 @@ matrix ``M`` as ``M.indptr``, ``M.indices``, ``M.data``, ``M.shape``). Never pic
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, ClassVar, Self
 
@@ -98,6 +99,30 @@ class Recommender:
             mask = exclude if mask is None else (mask + exclude).tocsr()
         items, scores = rank_topk(self.score, users, mask, k, num_items=self.num_items_)
         return (items[0], scores[0]) if scalar else (items, scores)
+
+    def score_histories(self, histories: Sequence[Sequence[int]]) -> np.ndarray:
+        """``(n, num_items)`` scores for arbitrary histories (item indices, oldest first): an anonymous user or
+        a session. Models that can score a history override this."""
+        raise NotImplementedError(f"{type(self).__name__} cannot score an arbitrary history (it represents users "
+                                  "by learned per-user parameters); use a history-based model (sequential models, "
+                                  "EASE, ItemKNN, GF-CF, Pop, AlphaRec)")
+
+    def recommend_history(self, history: Sequence[int], k: int = 10, *,
+                          exclude_history: bool = True) -> tuple[np.ndarray, np.ndarray]:
+        """Top-``k`` ``(items, scores)`` after ``history`` (item indices, oldest first), without its items."""
+        from ..evaluation.ranking import rank_topk
+
+        self._check_fitted()
+        h = np.asarray(history, dtype=np.int64)
+        if h.size and (h.min() < 0 or h.max() >= self.num_items_):
+            bad = h[(h < 0) | (h >= self.num_items_)][:5].tolist()
+            raise DataError(f"item index {bad} out of range [0, {self.num_items_})", field="history")
+        scores = np.asarray(self.score_histories([h.tolist()]), dtype=np.float32)
+        mask = sp.csr_matrix((np.ones(len(np.unique(h)), dtype=np.float32),
+                              (np.zeros(len(np.unique(h)), dtype=np.int64), np.unique(h))),
+                             shape=(1, self.num_items_)) if exclude_history and h.size else None
+        items, out = rank_topk(lambda _: scores, np.zeros(1, dtype=np.int64), mask, k, num_items=self.num_items_)
+        return items[0], out[0]
 
     def seen_items(self) -> sp.csr_matrix | None:
         """The training user x item matrix, if the model keeps it."""
@@ -211,6 +236,17 @@ class HistoryRecommender(Recommender):
     def score_history(self, rows: sp.csr_matrix) -> np.ndarray:
         """``(B, num_items)`` binary history rows -> ``(B, num_items) float32`` scores."""
         raise NotImplementedError
+
+    def score_histories(self, histories: Sequence[Sequence[int]]) -> np.ndarray:
+        self._check_fitted()
+        lengths = [len(h) for h in histories]
+        cols = np.fromiter((int(i) for h in histories for i in h), dtype=np.int64, count=sum(lengths))
+        if cols.size and (cols.min() < 0 or cols.max() >= self.num_items_):
+            raise DataError(f"item index out of range [0, {self.num_items_})", field="history")
+        rows = sp.csr_matrix((np.ones(len(cols), dtype=np.float32), (np.repeat(np.arange(len(histories)), lengths),
+                                                                      cols)), shape=(len(histories), self.num_items_))
+        rows.data[:] = 1.0  # binary, as the training rows (a repeated item sums otherwise)
+        return self.score_history(rows)
 
     def similar_items(self, item_idx: int | np.ndarray, k: int = 10) -> tuple[np.ndarray, np.ndarray]:
         """Items scored highest for a history holding only the given item."""

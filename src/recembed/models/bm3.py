@@ -42,9 +42,9 @@ from ..errors import ConfigError
 from ..options import FitOptions
 from ..training.tasks import InteractionTask, PairBatch
 from ..training.trainer import TrainConfig
+from ._content import content_matrix
 from .lightgcn import GraphEmbeddingModule, propagate
 from .trainable import EmbeddingRecommender
-from .vbpr import content_matrix
 
 
 @dataclass(frozen=True)

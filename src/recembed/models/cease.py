@@ -28,8 +28,8 @@ from ..config import check
 from ..data.interactions import Interactions
 from ..errors import ConfigError
 from ..options import FitOptions
+from ._content import content_matrix
 from .ease import EASE
-from .vbpr import content_matrix
 
 
 @dataclass(frozen=True)

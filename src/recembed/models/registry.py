@@ -27,6 +27,10 @@ MODELS: dict[str, str] = {
     "cease": "recembed.models.cease:CEASE",
     "freedom": "recembed.models.freedom:FREEDOM",
     "alpharec": "recembed.models.alpharec:AlphaRec",
+    "sasrec": "recembed.models.sasrec:SASRec",
+    "bert4rec": "recembed.models.bert4rec:BERT4Rec",
+    "gru4rec": "recembed.models.gru4rec:GRU4Rec",
+    "unisrec": "recembed.models.unisrec:UniSRec",
 }
 
 

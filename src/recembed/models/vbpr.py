@@ -25,10 +25,10 @@ import torch
 from torch import nn
 
 from ..config import check
-from ..errors import ConfigError
 from ..options import FitOptions
 from ..training.tasks import BPRTask, PairBatch, bpr_on_tables
 from ..training.trainer import TrainConfig
+from ._content import content_matrix
 from .trainable import EmbeddingRecommender
 
 
@@ -53,27 +53,6 @@ class VBPRConfig(TrainConfig):
         super().__post_init__()
         check(self.embedding_dim >= 1, "embedding_dim", f"must be >= 1, got {self.embedding_dim}")
         check(self.content_dim >= 1, "content_dim", f"must be >= 1, got {self.content_dim}")
-
-
-def content_matrix(table, features: str, norm: str, num_items: int) -> tuple[np.ndarray, list[str]]:  # noqa: ANN001
-    """``(I, F)`` float32 content vectors from the item table's vector columns (see the module docstring)."""
-    if table is None or not table.names("vector"):
-        raise ConfigError("this model needs item content: an item table with vector columns (e.g. tiktok-mm's "
-                          "image_feat / audio_feat, or `recembed encode` output)")
-    names = [n for n in features.split(",") if n] or table.names("vector")
-    blocks = []
-    for n in names:
-        if table.kinds.get(n) != "vector":
-            raise ConfigError(f"features: {n!r} is not a vector column; vector columns: {table.names('vector')}")
-        v = np.asarray(table[n], dtype=np.float32)
-        if norm == "l2":
-            norms = np.linalg.norm(v, axis=1, keepdims=True)
-            v = v / np.where(norms > 0, norms, 1.0)
-        blocks.append(v)
-    out = np.concatenate(blocks, axis=1)
-    if out.shape[0] != num_items:
-        raise ConfigError(f"item table has {out.shape[0]} rows, the interactions {num_items} items")
-    return np.ascontiguousarray(out, dtype=np.float32), names
 
 
 class VBPRModule(nn.Module):

@@ -47,3 +47,35 @@ def cold_only_ndcg(score, split: Split, cold: np.ndarray, k: int = 10) -> float:
     mask = np.full(split.train.num_items, -np.inf, dtype=np.float32)
     mask[cold] = 0
     return evaluate(lambda u: score(u) + mask, split.test.csr(), split.train.csr(), ks=(k,)).summary[f"ndcg@{k}"]
+
+
+@lru_cache(maxsize=4)
+def planted_sequences(seed: int = 7, num_users: int = 400, num_groups: int = 16, group_size: int = 10) -> Dataset:
+    """Sequences with a planted order: items form ``num_groups`` groups of ``group_size``; a user's next item
+    is, with probability 0.9, a uniformly drawn item of the *next* group (else any item). Popularity is flat,
+    so only a model that reads the order can rank the next item; the item table's vector column ``content``
+    (one-hot group + noise) lets a content model place items it never saw in training. Given split:
+    leave-one-out by position."""
+    from ..data.readers.formats import _sequence_dataset
+    from ..data.tables import Table
+
+    rng = np.random.default_rng(seed)
+    seqs, user_ids = [], []
+    for u in range(num_users):
+        n = int(rng.integers(8, 25))
+        g = int(rng.integers(num_groups))
+        items = []
+        for _ in range(n):
+            group = g if rng.random() < 0.9 else int(rng.integers(num_groups))
+            items.append(group * group_size + int(rng.integers(group_size)))
+            g = (group + 1) % num_groups
+        seqs.append([f"i{i}" for i in items])
+        user_ids.append(f"u{u}")
+    ds = _sequence_dataset("planted-sequences", user_ids, seqs)
+    index = np.array([int(i[1:]) for i in ds.items.ids])
+    onehot = np.eye(num_groups, dtype=np.float32)[index // group_size]
+    table = Table(ds.num_items)
+    table.add("content", onehot + 0.1 * rng.standard_normal(onehot.shape).astype(np.float32), "vector")
+    ds.item_table = table
+    ds.extras["item_group"] = index // group_size
+    return ds
