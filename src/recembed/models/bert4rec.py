@@ -24,7 +24,7 @@ from torch import nn
 from ..config import check
 from ..training.sequences import MaskedItemTask, Sequences
 from ._seqnets import TransformerEncoder
-from .sequential import OutputItems, SequentialConfig, SequentialRecommender
+from .sequential import ItemTableModule, OutputItems, SequentialConfig, SequentialRecommender
 
 
 @dataclass(frozen=True)
@@ -49,7 +49,7 @@ class BERT4RecConfig(SequentialConfig):
               f"embedding_dim {self.embedding_dim} is not divisible by {self.num_heads}")
 
 
-class BERT4RecModule(nn.Module):
+class BERT4RecModule(ItemTableModule):
     def __init__(self, num_items: int, cfg: BERT4RecConfig) -> None:
         super().__init__()
         d = cfg.embedding_dim
@@ -69,8 +69,6 @@ class BERT4RecModule(nn.Module):
         bias = self.bias if candidates is None else self.bias[candidates]
         return self.items.logits(hidden, candidates) + bias
 
-    def item_table(self) -> torch.Tensor:
-        return self.items.table()
 
 
 class BERT4Rec(SequentialRecommender):

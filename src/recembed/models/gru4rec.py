@@ -25,8 +25,7 @@ from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from ..config import check
-from ..training.sequences import NextItemTask, Sequences
-from .sequential import OutputItems, SequentialConfig, SequentialRecommender
+from .sequential import ItemTableModule, OutputItems, SequentialConfig, SequentialRecommender
 
 
 @dataclass(frozen=True)
@@ -44,7 +43,7 @@ class GRU4RecConfig(SequentialConfig):
         check(self.num_layers >= 1, "num_layers", f"must be >= 1, got {self.num_layers}")
 
 
-class GRU4RecModule(nn.Module):
+class GRU4RecModule(ItemTableModule):
     def __init__(self, num_items: int, cfg: GRU4RecConfig) -> None:
         super().__init__()
         self.items = OutputItems(num_items, cfg.embedding_dim)
@@ -66,11 +65,6 @@ class GRU4RecModule(nn.Module):
         back = ((steps - shift) % t)[..., None].expand(-1, -1, out.shape[-1])
         return out.gather(1, back)  # position j again holds the state after the j-th right-aligned token
 
-    def logits(self, hidden: torch.Tensor, candidates: torch.Tensor | None = None) -> torch.Tensor:
-        return self.items.logits(hidden, candidates)
-
-    def item_table(self) -> torch.Tensor:
-        return self.items.table()
 
 
 class GRU4Rec(SequentialRecommender):
@@ -79,7 +73,3 @@ class GRU4Rec(SequentialRecommender):
 
     def _make_module(self, weights: dict[str, np.ndarray] | None) -> nn.Module:
         return GRU4RecModule(self.num_items_, self.config)
-
-    def _task(self, sequences: Sequences) -> NextItemTask:
-        c = self.config
-        return NextItemTask(sequences, c.max_len, c.batch_size, self.num_items_, c.num_negatives)

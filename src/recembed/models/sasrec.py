@@ -25,9 +25,8 @@ import torch
 from torch import nn
 
 from ..config import check
-from ..training.sequences import NextItemTask, Sequences
 from ._seqnets import TransformerEncoder
-from .sequential import OutputItems, SequentialConfig, SequentialRecommender
+from .sequential import ItemTableModule, OutputItems, SequentialConfig, SequentialRecommender
 
 
 @dataclass(frozen=True)
@@ -44,7 +43,7 @@ class SASRecConfig(SequentialConfig):
               f"embedding_dim {self.embedding_dim} is not divisible by {self.num_heads}")
 
 
-class SASRecModule(nn.Module):
+class SASRecModule(ItemTableModule):
     def __init__(self, num_items: int, cfg: SASRecConfig) -> None:
         super().__init__()
         self.scale = cfg.embedding_dim ** 0.5
@@ -55,11 +54,6 @@ class SASRecModule(nn.Module):
     def encode(self, tokens: torch.Tensor) -> torch.Tensor:
         return self.encoder(self.items.emb(tokens) * self.scale, tokens)
 
-    def logits(self, hidden: torch.Tensor, candidates: torch.Tensor | None = None) -> torch.Tensor:
-        return self.items.logits(hidden, candidates)
-
-    def item_table(self) -> torch.Tensor:
-        return self.items.table()
 
 
 class SASRec(SequentialRecommender):
@@ -68,7 +62,3 @@ class SASRec(SequentialRecommender):
 
     def _make_module(self, weights: dict[str, np.ndarray] | None) -> nn.Module:
         return SASRecModule(self.num_items_, self.config)
-
-    def _task(self, sequences: Sequences) -> NextItemTask:
-        c = self.config
-        return NextItemTask(sequences, c.max_len, c.batch_size, self.num_items_, c.num_negatives)

@@ -28,7 +28,7 @@ from ..config import check
 from ..data.interactions import Interactions
 from ..errors import DataError
 from ..options import FitOptions
-from ..training.sequences import Sequences
+from ..training.sequences import NextItemTask, Sequences
 from ..training.trainer import TrainConfig
 from .trainable import TrainableRecommender
 
@@ -63,7 +63,7 @@ class SequentialConfig(TrainConfig):
 
 class SequentialRecommender(TrainableRecommender):
     """Subclasses implement ``_make_module(weights: dict | None) -> nn.Module`` (weights: the saved state, to
-    read shapes from when loading) and ``_task(sequences) -> Task``; ``_context_tokens`` may change how a
+    read shapes from when loading) and may override ``_task(sequences) -> Task``; ``_context_tokens`` may change how a
     history becomes the encoder input (BERT4Rec appends its mask token)."""
 
     sequences_: Sequences
@@ -82,7 +82,9 @@ class SequentialRecommender(TrainableRecommender):
         raise NotImplementedError
 
     def _task(self, sequences: Sequences):  # noqa: ANN202
-        raise NotImplementedError
+        """Default: next item at every position (SASRec, GRU4Rec, UniSRec)."""
+        c = self.config
+        return NextItemTask(sequences, c.max_len, c.batch_size, self.num_items_, c.num_negatives)
 
     def _scorer(self, module: nn.Module):  # noqa: ANN202
         return self._sequence_scorer(module, self.sequences_)
@@ -152,6 +154,18 @@ class SequentialRecommender(TrainableRecommender):
         module.load_state_dict({k: torch.from_numpy(np.array(v)) for k, v in weights.items()})
         module.eval()
         self.module_ = module
+
+
+class ItemTableModule(nn.Module):
+    """A sequence module whose item vectors are an :class:`OutputItems` table ``self.items``."""
+
+    items: OutputItems
+
+    def logits(self, hidden: torch.Tensor, candidates: torch.Tensor | None = None) -> torch.Tensor:
+        return self.items.logits(hidden, candidates)
+
+    def item_table(self) -> torch.Tensor:
+        return self.items.table()
 
 
 class OutputItems(nn.Module):

@@ -30,7 +30,6 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..config import check
-from ..training.sequences import NextItemTask, Sequences
 from ._content import ContentFields, content_matrix
 from ._seqnets import TransformerEncoder
 from .sequential import SequentialConfig, SequentialRecommender
@@ -136,7 +135,3 @@ class UniSRec(SequentialRecommender):
                                                    self.num_items_)
         seen = np.diff(self.user_items_.tocsc().indptr) > 0
         return UniSRecModule(text, seen, c)
-
-    def _task(self, sequences: Sequences) -> NextItemTask:
-        c = self.config
-        return NextItemTask(sequences, c.max_len, c.batch_size, self.num_items_, c.num_negatives)
