@@ -5,6 +5,7 @@ Every fit is its own `recembed fit` process with `--threads 2`.
     python benchmarks/sequential.py --only scientific    # ID vs text vs text + ID, warm and held-out items
     python benchmarks/sequential.py --only ml-100k       # SASRec on ml-100k loo under RecBole's budget
     python benchmarks/sequential.py --only beauty --models gru4rec   # a subset
+    python benchmarks/sequential.py --only scientific --match patience=30   # runs whose key has this text
 
 Results are merged into --out (JSON, one key per run); RESULTS.md quotes them with these commands. The RecBole
 side of the ml-100k comparison is benchmarks/peers/recbole_seq_timing.py (its own venv).
@@ -30,6 +31,7 @@ SCIENTIFIC = [
     ("sasrec", ["dropout=0.5", "time_budget_s=300", *EARLY]),
     ("unisrec", ["use_id=false", *SCI]),
     ("unisrec", SCI),
+    ("unisrec", [*SCI, "patience=30"]),  # text + ID learns slowly: patience 10 stopped it at epoch 23
 ]
 ML100K_BUDGET = 300  # seconds of training + validation, the same cap the RecBole run gets
 
@@ -50,6 +52,7 @@ def main() -> None:
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "out" / "sequential.json"))
     ap.add_argument("--only", choices=["beauty", "scientific", "ml-100k"], required=True)
     ap.add_argument("--models", default=None, help="Comma-separated subset of the section's models.")
+    ap.add_argument("--match", default=None, help="Only the runs whose key contains this text.")
     args = ap.parse_args()
     runs_dir = Path(args.out).parent / "runs"
     wanted = set(args.models.split(",")) if args.models else None
@@ -58,7 +61,10 @@ def main() -> None:
 
     def run(prefix: str, model: str, data: str, split: str | None, sets: list[str]) -> None:
         shown = [s for s in sets if s not in EARLY and not s.startswith("time_budget")]
+        shown = [s for s in shown if s != "patience=10"] if "patience=30" in shown else shown
         key = f"{prefix}/{model}" + ("/" + ",".join(shown) if shown else "")
+        if args.match and args.match not in key:
+            return
         results[key] = run_cli(model, data, split, runs_dir / key.replace("/", "-").replace("=", ""),
                                args.data_root, sets, extra)
         _show(key, results[key])
