@@ -22,6 +22,7 @@ EARLY = ["patience=10"]
 BEAUTY = [
     ("pop", []),
     ("sasrec", ["dropout=0.5", "time_budget_s=1500", *EARLY]),
+    ("sasrec", ["dropout=0.5", "num_heads=2", "batch_size=128", "time_budget_s=1140", "patience=20"]),
     ("gru4rec", ["time_budget_s=600", *EARLY]),
     ("bert4rec", ["mask_prob=0.6", "time_budget_s=900", *EARLY]),  # the paper's Beauty masking rate
 ]
