@@ -118,8 +118,8 @@ class Recommender:
             bad = h[(h < 0) | (h >= self.num_items_)][:5].tolist()
             raise DataError(f"item index {bad} out of range [0, {self.num_items_})", field="history")
         scores = np.asarray(self.score_histories([h.tolist()]), dtype=np.float32)
-        mask = sp.csr_matrix((np.ones(len(np.unique(h)), dtype=np.float32),
-                              (np.zeros(len(np.unique(h)), dtype=np.int64), np.unique(h))),
+        seen = np.unique(h)
+        mask = sp.csr_matrix((np.ones(len(seen), dtype=np.float32), (np.zeros(len(seen), dtype=np.int64), seen)),
                              shape=(1, self.num_items_)) if exclude_history and h.size else None
         items, out = rank_topk(lambda _: scores, np.zeros(1, dtype=np.int64), mask, k, num_items=self.num_items_)
         return items[0], out[0]
