@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 TORCH_PIN := torch==2.13.0
 DATA_ROOT ?= ../shared/data
 
-.PHONY: install quickstart test test-fast bench-foundation clean
+.PHONY: install quickstart test test-fast bench-foundation clean browser
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -15,7 +15,7 @@ $(BIN)/python:
 # accepts torch>=2.2 then keeps it instead of pulling a CUDA build.
 $(VENV)/.installed: $(BIN)/python pyproject.toml
 	$(BIN)/pip install -q $(TORCH_PIN)
-	$(BIN)/pip install -q -e ".[train,test,content]"
+	$(BIN)/pip install -q -e ".[train,test,content,serve]"
 	touch $@
 
 install: $(VENV)/.installed
@@ -24,7 +24,18 @@ quickstart: install
 	$(BIN)/recembed fit ease --data synthetic --out runs/quickstart
 	$(BIN)/recembed recommend runs/quickstart --user u0 --k 10
 
-test: install
+# Headless Chromium (Debian's package) and playwright-core (npm, into the git-ignored .browser/) for the
+# page test (tests/test_serve_page.py). No browser download: playwright drives /usr/bin/chromium. A failed
+# install only warns; that test then skips and says why.
+browser:
+	@if [ ! -x /usr/bin/chromium ]; then \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) \
+	  || echo "warning: could not install chromium (apt-get); the browser test will skip"; fi
+	@if [ ! -f .browser/node_modules/playwright-core/package.json ]; then \
+	  (mkdir -p .browser && npm install --no-save --no-audit --no-fund --prefix .browser playwright-core@1 >/dev/null) \
+	  || echo "warning: could not install playwright-core (npm); the browser test will skip"; fi
+
+test: install browser
 	RECEMBED_DATA_ROOT=$${RECEMBED_DATA_ROOT:-$(DATA_ROOT)} $(BIN)/python -m pytest -q tests
 
 clean:

@@ -147,7 +147,7 @@ def fit_and_evaluate(
             raise ConfigError("monitor_test: the split has a validation set; select on it instead")
         watch = split.test
     t0 = time.perf_counter()
-    model.fit(split.train, options=options, valid=watch, item_table=dataset.item_table)
+    model.fit(split.train, options=options, valid=watch, item_table=dataset.item_table, items=dataset.items)
     fit_seconds = time.perf_counter() - t0
     t1 = time.perf_counter()
     valid = evaluate_split(model, split, "valid", ks=ks, show_progress=options.show_progress)

@@ -342,6 +342,15 @@ def compare(run_a: str, run_b: str, metric: str) -> None:
                   f"p(Wilcoxon) {res['p_wilcoxon']:.3g}")
 
 
+from .serve_cmds import register as _register_serve  # noqa: E402
+
+_register_serve(cli)
+
+from .semantic_cmds import register as _register_semantic  # noqa: E402
+
+_register_semantic(cli)
+
+
 def main() -> None:
     try:
         cli(standalone_mode=True)

@@ -31,6 +31,7 @@ MODELS: dict[str, str] = {
     "bert4rec": "recembed.models.bert4rec:BERT4Rec",
     "gru4rec": "recembed.models.gru4rec:GRU4Rec",
     "unisrec": "recembed.models.unisrec:UniSRec",
+    "tiger": "recembed.models.tiger:TIGER",
 }
 
 

@@ -14,18 +14,27 @@ Deviations from the paper:
   switches to a sampled softmax for large catalogs.
 * Histories longer than ``max_len + 1`` are cut into non-overlapping windows, so every training transition is
   used (the paper keeps only the last ``max_len`` items).
+
+With ``semantic_ids`` set, item vectors (input and output) are built from the items' semantic IDs
+(:mod:`recembed.models._sidemb`, Singh et al., RecSys 2024) in place of, or next to (``sid_use_id``), ID embeddings.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any, Literal
 
 import numpy as np
 import torch
 from torch import nn
 
 from ..config import check
+from ..data.interactions import Interactions
+from ..options import FitOptions
+from ..semantic.ids import SemanticIds
+from ..semantic.resolve import resolve_semantic_ids, sid_from_state, sid_state
 from ._seqnets import TransformerEncoder
+from ._sidemb import SemanticItemTable
 from .sequential import ItemTableModule, OutputItems, SequentialConfig, SequentialRecommender
 
 
@@ -35,6 +44,17 @@ class SASRecConfig(SequentialConfig):
     """Self-attention blocks."""
     num_heads: int = 1
     """Attention heads (the paper uses one)."""
+    semantic_ids: str = ""
+    """Build item vectors from semantic IDs: ``random``, a ``recembed tokenize`` folder or a ``*.index.json``
+    file ('' = plain ID embeddings)."""
+    id_offset: int = 0
+    """For ``*.index.json`` semantic IDs: the file's key of an item is its external id plus this."""
+    sid_mode: Literal["prefix", "unigram"] = "prefix"
+    """Semantic-ID n-grams: ``prefix`` (codes 1..l at level l) or ``unigram`` (code l alone)."""
+    sid_use_id: bool = True
+    """Add each item's own ID embedding to its semantic-ID vector (False: semantic IDs in place of IDs)."""
+    sid_buckets: int = 0
+    """Hash each level's n-grams into this many rows (0: one row per distinct n-gram)."""
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -44,10 +64,13 @@ class SASRecConfig(SequentialConfig):
 
 
 class SASRecModule(ItemTableModule):
-    def __init__(self, num_items: int, cfg: SASRecConfig) -> None:
+    def __init__(self, num_items: int, cfg: SASRecConfig, sid: SemanticIds | None = None) -> None:
         super().__init__()
         self.scale = cfg.embedding_dim ** 0.5
-        self.items = OutputItems(num_items, cfg.embedding_dim)
+        if sid is None:
+            self.items = OutputItems(num_items, cfg.embedding_dim)
+        else:
+            self.items = SemanticItemTable(sid.codes, cfg.embedding_dim, cfg.sid_mode, cfg.sid_use_id, cfg.sid_buckets)
         self.encoder = TransformerEncoder(cfg.embedding_dim, cfg.max_len, cfg.num_layers, cfg.num_heads,
                                           cfg.dropout, "sasrec", causal=True)
 
@@ -60,5 +83,22 @@ class SASRec(SequentialRecommender):
     name = "sasrec"
     Config = SASRecConfig
 
+    semantic_ids_: SemanticIds | None = None
+
+    def _fit(self, train: Interactions, options: FitOptions, **context: Any) -> None:
+        c, items = self.config, context.get("items")
+        self.semantic_ids_ = None if not c.semantic_ids else resolve_semantic_ids(
+            c.semantic_ids, train.num_items, None if items is None else items.ids, seed=options.seed,
+            id_offset=c.id_offset)
+        super()._fit(train, options, **context)
+
     def _make_module(self, weights: dict[str, np.ndarray] | None) -> nn.Module:
-        return SASRecModule(self.num_items_, self.config)
+        return SASRecModule(self.num_items_, self.config, self.semantic_ids_)
+
+    def _state(self) -> dict[str, Any]:
+        extra = sid_state(self.semantic_ids_) if self.semantic_ids_ is not None else {}
+        return {**extra, **super()._state()}
+
+    def _set_state(self, state: dict[str, Any]) -> None:
+        self.semantic_ids_ = sid_from_state(state)
+        super()._set_state(state)

@@ -1,0 +1,64 @@
+"""[Generative] benchmarks: TIGER-style generative retrieval and semantic-ID features on Beauty (amazon-seq,
+leave-one-out, full ranking, seen items masked). Every fit is its own `recembed fit` process, `--threads 2`.
+
+    python benchmarks/generative.py                       # every run below
+    python benchmarks/generative.py --match letter        # the runs whose key contains this text
+    python benchmarks/generative.py --sid-dir runs/sid    # where `benchmarks/semantic_ids.py` saved its codes
+
+Semantic IDs: LETTER's Beauty codes (amazon-sid, 4 levels x 256, keys = S3-Rec ids - 1), codes made here by
+`benchmarks/semantic_ids.py` (residual k-means / RQ-VAE on attribute and CF vectors), and random codes of the
+same shape (the TIGER paper's ablation). Results are merged into --out (JSON, one key per run).
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from foundation import ROOT, merge_results, run_cli
+
+BUDGET = "time_budget_s=1800"
+TIGER = ["valid_sample=4096", "patience=5", "dropout=0.2", BUDGET]
+
+
+def runs(data_root: str, sid_dir: Path) -> list[tuple[str, str, list[str]]]:
+    letter = str(Path(data_root) / "amazon-sid" / "Beauty.letter.index.json")
+    out = [
+        ("tiger/letter", "tiger", [f"semantic_ids={letter}", "id_offset=-1", *TIGER]),
+        ("tiger/random-4x256", "tiger", ["semantic_ids=random", "levels=4", "codebook=256", *TIGER]),
+    ]
+    for name in ("cf-rkmeans", "cf-rqvae", "attributes-rkmeans", "cf+attributes-rkmeans"):
+        if (sid_dir / name / "semantic_ids.json").exists():
+            out.append((f"tiger/{name}", "tiger", [f"semantic_ids={sid_dir / name}", *TIGER]))
+    sasrec = ["dropout=0.5", "patience=10", "time_budget_s=900"]
+    out += [
+        ("sasrec/ids", "sasrec", sasrec),
+        ("sasrec/letter+ids", "sasrec", [f"semantic_ids={letter}", "id_offset=-1", *sasrec]),
+        ("sasrec/letter-only", "sasrec", [f"semantic_ids={letter}", "id_offset=-1", "sid_use_id=false", *sasrec]),
+    ]
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--data-root", default=str(ROOT.parent / "shared" / "data"))
+    ap.add_argument("--sid-dir", default=str(ROOT / "runs" / "sid"))
+    ap.add_argument("--out", default=str(ROOT / "benchmarks" / "out" / "generative.json"))
+    ap.add_argument("--match", default=None, help="Only the runs whose key contains this text.")
+    args = ap.parse_args()
+    runs_dir = Path(args.out).parent / "runs"
+    for key, model, sets in runs(args.data_root, Path(args.sid_dir)):
+        if args.match and args.match not in key:
+            continue
+        r = run_cli(model, "amazon-seq", None, runs_dir / ("beauty-" + key.replace("/", "-")), args.data_root, sets,
+                    ["--threads", "2", "--ks", "5,10,20"])
+        pick = ("recall@5", "ndcg@5", "recall@10", "ndcg@10")
+        tr = r.get("training", {})
+        print(key, r.get("error", ""), {k: round(v, 4) for k, v in r.get("test", {}).items() if k in pick},
+              "fit", r.get("fit_seconds"), "eval", r.get("eval_seconds"), "epochs", tr.get("epochs_run"),
+              "best", tr.get("best_epoch"), "rss", r.get("peak_rss_mb"), flush=True)
+        merge_results(args.out, {f"beauty/{key}": r})
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,205 @@
+"""Serving commands of the ``recembed`` CLI (registered on the main group by :func:`register`).
+
+    recembed bundle RUN_DIR --out BUNDLE [--index hnsw] [--overwrite]
+    recembed index build RUN_DIR|BUNDLE --kind hnsw [--k 10] [--queries 1000] [--param m=32 ...] [--save]
+    recembed serve RUN_DIR|BUNDLE [--host 127.0.0.1] [--port 8000] [--index KIND] [--workers 1]
+    recembed export RUN_DIR|BUNDLE --top-k 100 --out recs.parquet [--batch-size 1024]
+
+A RUN_DIR given where a bundle is expected is bundled into a temporary directory first (removed on exit).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import click
+
+INDEX_KINDS = ("exact", "flat", "hnsw", "ivfpq")
+
+
+def _parse_params(values: tuple[str, ...], hint: str) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for item in values:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise click.BadParameter(f"expected key=value, got {item!r}", param_hint=hint)
+        try:
+            out[key.strip()] = int(value)
+        except ValueError:
+            raise click.BadParameter(f"{key.strip()}: expected an integer, got {value!r}", param_hint=hint) from None
+    return out
+
+
+def _console():  # noqa: ANN202
+    from .main import console
+
+    return console
+
+
+def register(cli: click.Group) -> None:
+    """Add ``bundle``, ``index build``, ``serve`` and ``export`` to the ``recembed`` group."""
+    cli.add_command(bundle)
+    cli.add_command(index)
+    cli.add_command(serve)
+    cli.add_command(export)
+
+
+@click.command()
+@click.argument("run_dir", type=click.Path(exists=True, file_okay=False))
+@click.option("--out", "out_dir", required=True, type=click.Path(), help="Bundle directory to write.")
+@click.option("--index", "index_kind", type=click.Choice(INDEX_KINDS[1:]), default=None,
+              help="Also build and store a FAISS index over the item vectors (embedding models).")
+@click.option("--param", "params", multiple=True, metavar="KEY=INT",
+              help="Index parameter (hnsw: m, ef_construction, ef_search; ivfpq: nlist, pq_m, nbits, nprobe, rerank).")
+@click.option("--data-root", type=click.Path(), default=None,
+              help="Folder of the datasets, to rebuild a content model's text encoder (else the run's / env).")
+@click.option("--overwrite", is_flag=True, help="Replace an existing bundle.")
+def bundle(run_dir: str, out_dir: str, index_kind: str | None, params: tuple[str, ...], data_root: str | None,
+           overwrite: bool) -> None:
+    """Write a verified serving bundle of RUN_DIR (manifest with checksums, safetensors, Parquet)."""
+    from ..serve.bundle import bundle_from_run, load_bundle
+
+    path, notes = bundle_from_run(run_dir, out_dir, index=index_kind, index_params=_parse_params(params, "--param"),
+                                  data_root=data_root, overwrite=overwrite)
+    manifest = load_bundle(path).manifest
+    for note in notes:
+        _console().print(f"[yellow]note:[/] {note}")
+    size = sum(f["bytes"] for f in manifest["files"].values())
+    _console().print(f"bundle {path}: {manifest['model']['name']} ({manifest['serving']['kind']}), "
+                     f"{manifest['model']['num_users']} users, {manifest['model']['num_items']} items, "
+                     f"content {'yes' if manifest['content'] else 'no'}, index "
+                     f"{(manifest['index'] or {}).get('kind', 'none (exact at start-up)')}, "
+                     f"{len(manifest['files'])} files, {size / 2**20:.1f} MiB")
+
+
+def _bundle_path(path: str, tmp: str, data_root: str | None = None) -> Path:
+    from ..serve.bundle import resolve_bundle
+
+    resolved, notes = resolve_bundle(path, tmp, data_root=data_root)
+    for note in notes:
+        _console().print(f"[yellow]note:[/] {note}")
+    return resolved
+
+
+@click.group()
+def index() -> None:
+    """Item vector indexes."""
+
+
+@index.command(name="build")
+@click.argument("path", type=click.Path(exists=True, file_okay=False))
+@click.option("--kind", type=click.Choice(INDEX_KINDS), default="hnsw", show_default=True)
+@click.option("--param", "params", multiple=True, metavar="KEY=INT", help="Index parameter (see `recembed bundle`).")
+@click.option("--k", default=10, show_default=True, help="Cut-off of the recall measured against exact search.")
+@click.option("--queries", default=1000, show_default=True, help="Users whose vectors are the test queries.")
+@click.option("--seed", default=0, show_default=True, help="Seed of the query sample.")
+@click.option("--save", is_flag=True, help="Store the index in PATH (a bundle), replacing any stored one.")
+@click.option("--report", type=click.Path(), default=None, help="Also write the report as JSON here.")
+def index_build(path: str, kind: str, params: tuple[str, ...], k: int, queries: int, seed: int, save: bool,
+                report: str | None) -> None:
+    """Build an index over PATH's item vectors; report recall@K against exact search and queries/s."""
+    import time
+
+    import numpy as np
+
+    from ..serve.bundle import add_index, is_bundle, load_bundle
+    from ..serve.index import build_index, measure_index, set_index_threads
+
+    if save and not is_bundle(path):
+        raise click.UsageError("--save needs a bundle (recembed bundle RUN_DIR --out BUNDLE)")
+    opts = _parse_params(params, "--param")
+    with tempfile.TemporaryDirectory(prefix="recembed-index-") as tmp:
+        b = load_bundle(_bundle_path(path, tmp))
+        if b.kind != "embedding":
+            raise click.ClickException(f"{b.model.name} is served by its own scoring: no user/item vectors to index")
+        set_index_threads(1)
+        t = time.perf_counter()
+        idx = build_index(kind, b.item_vectors, **opts)
+        build_seconds = time.perf_counter() - t
+        rng = np.random.default_rng(seed)
+        users = rng.choice(len(b.users), size=min(queries, len(b.users)), replace=False)
+        stats = measure_index(idx, b.user_vectors[users], k)
+    out = {"kind": kind, "params": idx.params(), "items": len(idx), "dim": idx.dim, "queries": len(users),
+           "build_seconds": round(build_seconds, 2), **stats}
+    _console().print(f"{kind} index over {len(idx)} items x {idx.dim}: built in {build_seconds:.2f}s; "
+                     f"recall@{k} vs exact {stats[f'recall@{k}']:.4f} on {len(users)} user queries; "
+                     f"{stats['qps_single']:.0f} queries/s one at a time ({stats['qps_batch']:.0f}/s batched; "
+                     f"exact: {stats['exact_qps_single']:.0f}/s one at a time)  params {idx.params()}")
+    if report:
+        Path(report).write_text(json.dumps(out, indent=2) + "\n", encoding="utf-8")
+    if save:
+        entry = add_index(path, kind, opts)
+        _console().print(f"stored in {path}/{entry['file'] or '(exact: nothing to store)'}")
+
+
+@click.command()
+@click.argument("path", type=click.Path(exists=True, file_okay=False))
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8000, show_default=True, type=int)
+@click.option("--index", "index_kind", type=click.Choice(INDEX_KINDS), default=None,
+              help="Index for recommendations (default: the bundle's stored index, else exact).")
+@click.option("--param", "params", multiple=True, metavar="KEY=INT", help="Parameters of an index built at start-up.")
+@click.option("--workers", default=1, show_default=True, type=int,
+              help="Worker processes (each loads the bundle; adding items needs 1).")
+@click.option("--threads", default=1, show_default=True, type=int, help="FAISS / BLAS threads per worker.")
+@click.option("--max-body-bytes", default=1 << 20, show_default=True, type=int, help="Larger bodies get 413.")
+@click.option("--api-key-env", default="RECEMBED_API_KEY", show_default=True,
+              help="Environment variable holding the API key of POST /v1/items.")
+@click.option("--data-root", type=click.Path(), default=None, help="Datasets folder (bundling a RUN_DIR).")
+@click.option("--log-level", default="warning", show_default=True)
+def serve(path: str, host: str, port: int, index_kind: str | None, params: tuple[str, ...], workers: int,
+          threads: int, max_body_bytes: int, api_key_env: str, data_root: str | None, log_level: str) -> None:
+    """Serve recommendations over HTTP from a bundle (or a RUN_DIR, bundled to a temporary directory first).
+
+    The bundle is verified (format version, checksums) before the server listens: a corrupted or tampered
+    bundle stops here with a non-zero exit."""
+    from ..serve.bundle import verify_bundle
+
+    if workers < 1 or threads < 1:
+        raise click.BadParameter("must be >= 1", param_hint="--workers / --threads")
+    with tempfile.TemporaryDirectory(prefix="recembed-serve-") as tmp:
+        bundle_dir = _bundle_path(path, tmp, data_root)
+        manifest = verify_bundle(bundle_dir)
+        try:
+            import uvicorn
+        except ImportError:
+            raise click.ClickException("serving needs the serve extra: pip install 'recembed[serve]'") from None
+        os.environ.update({
+            "RECEMBED_SERVE_BUNDLE": str(bundle_dir), "RECEMBED_SERVE_INDEX": index_kind or "",
+            "RECEMBED_SERVE_INDEX_PARAMS": json.dumps(_parse_params(params, "--param")),
+            "RECEMBED_SERVE_WORKERS": str(workers), "RECEMBED_SERVE_THREADS": str(threads),
+            "RECEMBED_SERVE_MAX_BODY": str(max_body_bytes), "RECEMBED_SERVE_API_KEY_ENV": api_key_env,
+        })
+        _console().print(f"serving {manifest['model']['name']} ({manifest['serving']['kind']}) from {bundle_dir} "
+                         f"on http://{host}:{port} with {workers} worker(s)")
+        uvicorn.run("recembed.serve.app:app_from_env", factory=True, host=host, port=port, workers=workers,
+                    log_level=log_level, access_log=False)
+
+
+@click.command()
+@click.argument("path", type=click.Path(exists=True, file_okay=False))
+@click.option("--top-k", "k", default=100, show_default=True, help="Items per user.")
+@click.option("--out", "out_file", required=True, type=click.Path(dir_okay=False), help="Parquet file to write.")
+@click.option("--batch-size", default=1024, show_default=True, help="Users scored at once (bounds memory).")
+@click.option("--index", "index_kind", type=click.Choice(INDEX_KINDS), default="exact", show_default=True,
+              help="Index for embedding bundles.")
+@click.option("--include-seen", is_flag=True, help="Keep the users' known items.")
+@click.option("--data-root", type=click.Path(), default=None, help="Datasets folder (bundling a RUN_DIR).")
+def export(path: str, k: int, out_file: str, batch_size: int, index_kind: str, include_seen: bool,
+           data_root: str | None) -> None:
+    """Write the top-K recommendations of every user to a Parquet file (user_id, item_ids, scores)."""
+    from ..serve.bundle import load_bundle
+    from ..serve.export import export_recommendations
+    from ..serve.service import RecService, ServiceOptions
+
+    with tempfile.TemporaryDirectory(prefix="recembed-export-") as tmp:
+        b = load_bundle(_bundle_path(path, tmp, data_root))
+        service = RecService(b, ServiceOptions(index=index_kind if b.kind == "embedding" else None,
+                                               threads=os.cpu_count() or 1))
+        stats = export_recommendations(service, out_file, k=k, batch_size=batch_size, exclude_seen=not include_seen)
+    _console().print(f"{stats['users']} users x top {k} -> {out_file} in {stats['seconds']:.1f}s "
+                     f"({stats['users_per_second']:.0f} users/s, {stats['batches']} batches of <= {batch_size})")

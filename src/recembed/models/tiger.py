@@ -1,0 +1,311 @@
+"""TIGER-style generative retrieval: generate the next item's semantic ID, one code at a time.
+
+Rajput, Mehta, Singh, Keshavan, Vu, Heldt, Hong, Tay, Tran, Samost, Kula, Chi & Sathiamoorthy,
+"Recommender Systems with Generative Retrieval", NeurIPS 2023.
+
+Every item is a tuple of ``L`` codes (its semantic ID: :mod:`recembed.semantic` makes them from item vectors
+or reads them from a file; with the collision level appended every tuple is unique). A transformer encoder
+reads the history; a decoder generates the next item's codes level by level; trie-constrained beam search
+(:class:`recembed.semantic.trie.CodeTrie`) keeps only prefixes of real items, and the final beam, ranked by
+summed log-probability, is the recommendation list.
+
+Where this differs from the paper's T5 encoder-decoder, and why (a 2-core CPU, not a TPU):
+
+* **Encoder tokens are items, not codes.** A history item enters as the *sum* of its code embeddings (one
+  table per level, shared with the decoder's inputs), at one position; the paper spends ``L`` positions per
+  item. The encoder is **causal**, so one pass yields the state after every prefix and a window trains the
+  next-item prediction at every position (as SASRec does); the paper's bidirectional encoder needs one pass
+  per (prefix, target) pair. Together that is ``L x (mean history length)`` fewer encoder tokens per epoch.
+* **Decoder:** per target, inputs ``[BOS, c_1 .. c_{L-1}]`` plus level embeddings; causal self-attention
+  over the levels; cross-attention to the encoder states up to the target's position. One linear head per
+  level predicts that level's code (cross-entropy, averaged over levels).
+* No user-id token (the paper hashes user ids into 2,000 extra tokens).
+* **Full ranking:** items outside the final beam get ``-1e4 + log p(first code)``, so every item has a rank
+  and the top of the ranking is exactly the beam; metrics at K above ``beam_size`` rank the rest coarsely.
+
+``semantic_ids`` selects the codes: ``"random"`` (random tuples of ``levels`` x ``codebook``, the paper's
+ablation), a folder written by ``SemanticIds.save`` / ``recembed tokenize``, or a LETTER / LC-Rec
+``*.index.json`` file (keys are external item ids plus ``id_offset``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..config import check
+from ..data.interactions import Interactions
+from ..options import FitOptions
+from ..semantic.ids import SemanticIds
+from ..semantic.resolve import resolve_semantic_ids, sid_from_state, sid_state
+from ..semantic.trie import CodeTrie
+from ..training.sequences import NextItemTask, SeqBatch, Sequences
+from ._seqnets import Attention, TransformerEncoder
+from .sequential import SequentialConfig, SequentialRecommender
+
+
+@dataclass(frozen=True)
+class TIGERConfig(SequentialConfig):
+    semantic_ids: str = "random"
+    """``random``, a folder from ``recembed tokenize`` / ``SemanticIds.save``, or a ``*.index.json`` file."""
+    id_offset: int = 0
+    """For ``*.index.json``: the file's key of an item is its external id plus this (LETTER Beauty: -1)."""
+    levels: int = 3
+    """Code levels of ``random`` semantic IDs (before the collision level)."""
+    codebook: int = 256
+    """Codebook size of each level of ``random`` semantic IDs."""
+    max_len: int = 20
+    """History items read (the paper keeps the last 20)."""
+    embedding_dim: int = 128
+    """Width of code embeddings and hidden states (the paper: 128)."""
+    num_layers: int = 2
+    """Encoder blocks (the paper: 4)."""
+    decoder_layers: int = 2
+    """Decoder blocks (the paper: 4)."""
+    num_heads: int = 4
+    """Attention heads."""
+    dropout: float = 0.1
+    """Dropout (the paper: 0.1)."""
+    beam_size: int = 20
+    """Beams kept while decoding; the final beam is the top of the ranking."""
+    eval_batch_size: int = 256
+    """Users decoded at once (each expands to ``beam_size`` decoder rows)."""
+    valid_sample: int = 0
+    """Early stopping watches this many randomly drawn validation users (0: all). Beam decoding costs far more
+    than a dot product, so a sample keeps per-epoch validation affordable; reported metrics use every user."""
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        check(self.levels >= 1, "levels", f"must be >= 1, got {self.levels}")
+        check(self.codebook >= 2, "codebook", f"must be >= 2, got {self.codebook}")
+        check(self.num_layers >= 1, "num_layers", f"must be >= 1, got {self.num_layers}")
+        check(self.decoder_layers >= 1, "decoder_layers", f"must be >= 1, got {self.decoder_layers}")
+        check(self.beam_size >= 1, "beam_size", f"must be >= 1, got {self.beam_size}")
+        check(self.valid_sample >= 0, "valid_sample", f"must be >= 0, got {self.valid_sample}")
+        check(self.embedding_dim % self.num_heads == 0, "num_heads",
+              f"embedding_dim {self.embedding_dim} is not divisible by {self.num_heads}")
+
+
+class DecoderBlock(nn.Module):
+    """Pre-LN: self-attention over the levels of each target, cross-attention to the history, feed-forward."""
+
+    def __init__(self, dim: int, heads: int, dropout: float) -> None:
+        super().__init__()
+        self.self_attn, self.cross = Attention(dim, heads, dropout), Attention(dim, heads, dropout)
+        self.ln1, self.ln2, self.ln3 = nn.LayerNorm(dim), nn.LayerNorm(dim), nn.LayerNorm(dim)
+        self.ff = nn.Sequential(nn.Linear(dim, 4 * dim), nn.GELU(), nn.Linear(4 * dim, dim))
+        self.drop = nn.Dropout(dropout)
+
+    def forward(self, x: torch.Tensor, memory: torch.Tensor, cross_mask: torch.Tensor,
+                self_mask: torch.Tensor) -> torch.Tensor:
+        b, tq, lq, d = x.shape  # (B, Tq, Lq, D): Lq decoder tokens for each of Tq targets
+        h = self.ln1(x).reshape(b * tq, lq, d)
+        x = x + self.drop(self.self_attn(h, h, self_mask)).view(b, tq, lq, d)
+        h = self.ln2(x).reshape(b, tq * lq, d)
+        x = x + self.drop(self.cross(h, memory, cross_mask)).view(b, tq, lq, d)
+        return x + self.drop(self.ff(self.ln3(x)))
+
+    def step(self, x: torch.Tensor, every: torch.Tensor, memory: torch.Tensor, cross_mask: torch.Tensor
+             ) -> torch.Tensor:
+        """The newest token only: x (B, Q, 1, D); every (B, Q, l, D) this block's inputs for all tokens so far
+        (the new one last, so causal attention needs no mask)."""
+        b, q, lq, d = every.shape
+        h = self.ln1(every).reshape(b * q, lq, d)
+        x = x + self.self_attn(h[:, -1:], h, None).view(b, q, 1, d)
+        x = x + self.cross(self.ln2(x).reshape(b, q, d), memory, cross_mask).view(b, q, 1, d)
+        return x + self.ff(self.ln3(x))
+
+
+class TIGERModule(nn.Module):
+    def __init__(self, codes: np.ndarray, sizes: tuple[int, ...], cfg: TIGERConfig) -> None:
+        super().__init__()
+        d = cfg.embedding_dim
+        self.sizes = sizes
+        self.levels = len(sizes)
+        # token t (item index + 1; 0 = pad) -> its codes, offset into the shared code table
+        offsets = np.r_[0, np.cumsum(sizes)[:-1]]
+        table = np.zeros((codes.shape[0] + 1, self.levels), np.int64)
+        table[1:] = codes + offsets
+        self.register_buffer("token_codes", torch.from_numpy(table), persistent=False)
+        self.register_buffer("offsets", torch.from_numpy(offsets.astype(np.int64)), persistent=False)
+        self.code_emb = nn.Embedding(int(sum(sizes)), d)
+        nn.init.normal_(self.code_emb.weight, std=0.02)
+        self.encoder = TransformerEncoder(d, cfg.max_len, cfg.num_layers, cfg.num_heads, cfg.dropout, "bert",
+                                          causal=True)
+        self.bos = nn.Parameter(torch.randn(d) * 0.02)
+        self.level_pos = nn.Parameter(torch.randn(self.levels, d) * 0.02)
+        self.blocks = nn.ModuleList(DecoderBlock(d, cfg.num_heads, cfg.dropout) for _ in range(cfg.decoder_layers))
+        self.ln_f = nn.LayerNorm(d)
+        self.heads = nn.ModuleList(nn.Linear(d, k) for k in sizes)
+        self.drop = nn.Dropout(cfg.dropout)
+
+    # -- encoder ----------------------------------------------------------------------------------
+    def item_vectors(self, tokens: torch.Tensor) -> torch.Tensor:
+        return self.code_emb(self.token_codes[tokens]).sum(-2)  # (..., D)
+
+    def encode(self, tokens: torch.Tensor) -> torch.Tensor:
+        return self.encoder(self.item_vectors(tokens), tokens)  # (B, T, D)
+
+    def item_table(self) -> torch.Tensor:
+        return self.code_emb(self.token_codes[1:]).sum(-2)
+
+    # -- decoder ----------------------------------------------------------------------------------
+    def decode(self, memory: torch.Tensor, tokens: torch.Tensor, prefix: torch.Tensor,
+               when: torch.Tensor | None = None) -> torch.Tensor:
+        """Decoder hidden states ``(B, Q, l + 1, D)`` for ``Q`` targets per history.
+
+        memory (B, T, D) encoder states; tokens (B, T) the history (0 = pad); prefix (B, Q, l) the codes
+        (level-local) generated so far for each target; when (Q,) the last history position each target may
+        read (default: the last Q positions, i.e. the item after every position — training). At inference Q
+        is the beam: every beam of a user reads the whole history, so the memory is never copied per beam."""
+        b, tq, lp = prefix.shape
+        t, d = memory.shape[1], memory.shape[2]
+        x = torch.cat([self.bos.expand(b, tq, 1, d), self.code_emb(prefix + self.offsets[:lp])], dim=2)
+        x = self.drop(x + self.level_pos[: lp + 1])
+        lq = lp + 1
+        if when is None:
+            when = torch.arange(t - tq, t)
+        keys = torch.arange(t)
+        cross = ((keys[None, :] <= when[:, None])[None] & (tokens != 0)[:, None, :]) | (keys[None, :] == when[:, None])
+        cross = cross[:, :, None, :].expand(b, tq, lq, t).reshape(b, 1, tq * lq, t)
+        causal = torch.ones(lq, lq, dtype=torch.bool).tril()
+        for block in self.blocks:
+            x = block(x, memory, cross, causal)
+        return self.ln_f(x)
+
+    def loss(self, inputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        """Cross-entropy of every code of the item after every position, averaged over levels."""
+        memory = self.encode(inputs)
+        codes = self.token_codes[targets] - self.offsets  # (B, T, L) level-local codes
+        hidden = self.decode(memory, inputs, codes[..., :-1])  # (B, T, L, D)
+        sel = targets > 0
+        h, c = hidden[sel], codes[sel]  # (M, L, D), (M, L)
+        return sum(F.cross_entropy(head(h[:, lv]), c[:, lv]) for lv, head in enumerate(self.heads)) / self.levels
+
+    def step_logprobs(self, memory: torch.Tensor, tokens: torch.Tensor, prefix: torch.Tensor, level: int
+                      ) -> torch.Tensor:
+        """``(N, B, K_level)`` log-probabilities of the next code after each of ``B`` prefixes per user (the
+        whole prefix decoded again; :meth:`step_cached` gives the same numbers incrementally)."""
+        beams = prefix.shape[1]
+        when = torch.full((beams,), memory.shape[1] - 1, dtype=torch.long)
+        hidden = self.decode(memory, tokens, prefix, when)[:, :, level]  # (N, B, D)
+        return F.log_softmax(self.heads[level](hidden), dim=-1)
+
+    def step_cached(self, memory: torch.Tensor, tokens: torch.Tensor, prefix: torch.Tensor, level: int,
+                    parent: torch.Tensor | None, cache: list[torch.Tensor]) -> torch.Tensor:
+        """:meth:`step_logprobs` computing only the newest decoder token. ``cache`` holds each block's inputs
+        for the earlier tokens ``(N, B, level, D)``; it is reordered by ``parent`` and extended in place."""
+        n, beams, _ = prefix.shape
+        d = memory.shape[2]
+        if level == 0:
+            x = self.bos.expand(n, beams, 1, d)
+        else:
+            x = self.code_emb(prefix[:, :, -1:] + self.offsets[level - 1])
+        x = x + self.level_pos[level]
+        if parent is not None:
+            idx = parent[:, :, None, None]
+            cache[:] = [torch.gather(c, 1, idx.expand(-1, -1, c.shape[2], c.shape[3])) for c in cache]
+        last = torch.zeros_like(tokens, dtype=torch.bool)
+        last[:, -1] = True
+        cross = ((tokens != 0) | last)[:, None, None, :]  # (N, 1, 1, T): every beam reads the whole history
+        for i, block in enumerate(self.blocks):
+            every = x if level == 0 else torch.cat([cache[i], x], dim=2)  # (N, B, level + 1, D)
+            if level == 0:
+                cache.append(every)
+            else:
+                cache[i] = every
+            x = block.step(x, every, memory, cross)
+        return F.log_softmax(self.heads[level](self.ln_f(x)[:, :, 0]), dim=-1)
+
+
+class TIGERTask(NextItemTask):
+    def loss(self, module: nn.Module, batch: SeqBatch, epoch: int) -> torch.Tensor:
+        return module.loss(batch.inputs, batch.targets)
+
+
+class TIGER(SequentialRecommender):
+    name = "tiger"
+    Config = TIGERConfig
+
+    semantic_ids_: SemanticIds
+    trie_: CodeTrie
+
+    def _fit(self, train: Interactions, options: FitOptions, **context: Any) -> None:
+        c, items = self.config, context.get("items")
+        self.semantic_ids_ = resolve_semantic_ids(c.semantic_ids, train.num_items,
+                                                  None if items is None else items.ids, seed=options.seed,
+                                                  levels=c.levels, codebook=c.codebook, id_offset=c.id_offset)
+        self.trie_ = CodeTrie(self.semantic_ids_.codes)
+        valid = context.get("valid")
+        if self.config.valid_sample and valid is not None and len(valid):
+            users = np.unique(valid.user_idx)
+            if len(users) > self.config.valid_sample:
+                keep = np.random.default_rng(options.seed).choice(users, self.config.valid_sample, replace=False)
+                context = {**context, "valid": valid.subset(np.isin(valid.user_idx, keep))}
+        super()._fit(train, options, **context)
+
+    def _make_module(self, weights: dict[str, np.ndarray] | None) -> nn.Module:
+        return TIGERModule(self.semantic_ids_.codes, self.semantic_ids_.sizes, self.config)
+
+    def _task(self, sequences: Sequences):  # noqa: ANN202
+        c = self.config
+        return TIGERTask(sequences, c.max_len, c.batch_size, self.num_items_)
+
+    # -- decoding -----------------------------------------------------------------------------------
+    def decode_top(self, module: TIGERModule, tokens: np.ndarray, beam: int | None = None
+                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Beam-decode histories ``tokens (N, T)``: ``items (N, beam)``, ``scores (N, beam)`` and the
+        first-level log-probabilities ``(N, K_0)`` (for ranking the items outside the beam)."""
+        tok = torch.from_numpy(tokens)
+        memory = module.encode(tok)
+        first: list[torch.Tensor] = []
+
+        cache: list[torch.Tensor] = []
+
+        def step(prefix: torch.Tensor, level: int, parent: torch.Tensor | None) -> torch.Tensor:
+            logp = module.step_cached(memory, tok, prefix, level, parent, cache)
+            if level == 0:
+                first.append(logp[:, 0])
+            return logp
+
+        items, scores = self.trie_.beam_search(step, len(tokens), beam or self.config.beam_size)
+        return items.numpy(), scores.numpy(), first[0].numpy()
+
+    def _sequence_scorer(self, module: nn.Module, seqs: Sequences) -> Callable[[np.ndarray], np.ndarray]:
+        first_codes = self.semantic_ids_.codes[:, 0]
+
+        def score(users: np.ndarray) -> np.ndarray:
+            users = np.asarray(users, dtype=np.int64)
+            out = np.empty((len(users), self.num_items_), dtype=np.float32)
+            step = self.config.eval_batch_size
+            was_training = module.training
+            module.eval()
+            try:
+                with torch.no_grad():
+                    for s in range(0, len(users), step):
+                        tokens = self._context_tokens(seqs, users[s : s + step])
+                        items, scores, first = self.decode_top(module, tokens)
+                        block = first[:, first_codes] - 1e4  # (n, I) coarse rank outside the beam
+                        rows, cols = np.nonzero(items >= 0)
+                        block[rows, items[rows, cols]] = scores[rows, cols]
+                        out[s : s + step] = block
+            finally:
+                module.train(was_training)
+            return out
+
+        return score
+
+    # -- persistence ------------------------------------------------------------------------------
+    def _state(self) -> dict[str, Any]:
+        return {**sid_state(self.semantic_ids_), **super()._state()}
+
+    def _set_state(self, state: dict[str, Any]) -> None:
+        self.semantic_ids_ = sid_from_state(state)
+        self.trie_ = CodeTrie(self.semantic_ids_.codes)
+        super()._set_state(state)

@@ -1,0 +1,15 @@
+"""Serving: model bundles, vector indexes, an HTTP-free recommendation service, the FastAPI app and its page,
+and batch export.
+
+* :mod:`.bundle` -- the bundle directory (``manifest.json`` with checksums, safetensors, Parquet), written
+  atomically and verified on load;
+* :mod:`.index` -- exact and FAISS inner-product indexes behind one interface, with filters;
+* :mod:`.content` -- the content encoder of a bundle (TF-IDF / MiniLM) and the per-model rule that turns a new
+  item's content into an item vector;
+* :mod:`.service` -- :class:`~.service.RecService`, everything the HTTP layer calls (no HTTP in it);
+* :mod:`.app` -- the FastAPI app (bundle loaded in ``lifespan``), metrics, API key, body limit, the page;
+* :mod:`.export` -- top-k for every user into Parquet, in bounded memory.
+
+Nothing here is imported by the rest of the package; FastAPI, uvicorn and faiss are imported lazily (the
+``serve`` extra).
+"""

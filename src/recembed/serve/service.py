@@ -1,0 +1,278 @@
+"""The recommendation service without HTTP: ids in, ranked items (with titles) out.
+
+:class:`RecService` wraps a loaded :class:`~.bundle.Bundle`:
+
+* ``embedding`` bundles: a known user's recommendations are an index search with the precomputed user vector
+  (``exclude_seen`` drops the user's known items); an anonymous history is embedded by the model when it
+  can (``embed_history``, e.g. AlphaRec) and searched the same way, else scored by the model;
+* ``model`` bundles: the model scores (history models from the user's row, sequential models from the user's
+  whole known sequence), then the same top-k and filters;
+* similar items: cosine over item vectors (an index over the L2-normalised vectors; shared with the
+  recommendation index when the vectors are unit-norm already), or the model's own ``similar_items``;
+* new items (:meth:`RecService.add_item`): the bundle's content encoder and the model's content head give an
+  item vector, appended to the indexes; the item is recommendable and similar at once.
+
+The latency path is NumPy / FAISS on precomputed arrays; the only Python loops run over the ``k`` results.
+Not thread-safe for writes: the app runs every request on the event loop (one at a time per worker).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from ..errors import DataError, RecembedError
+from .bundle import Bundle, seen_matrix
+from .content import CONTENT_HEADS
+from .index import ExactIndex, ItemIndex, build_index, load_index, set_index_threads, topk_rows
+
+
+class NotFound(RecembedError, LookupError):
+    """An unknown user or item id (HTTP 404)."""
+
+    def __init__(self, entity: str, ids: Sequence[str]) -> None:
+        self.entity, self.ids = entity, list(ids)
+        shown = ", ".join(repr(i) for i in self.ids[:5])
+        more = f" (and {len(self.ids) - 5} more)" if len(self.ids) > 5 else ""
+        super().__init__(f"unknown {entity} id{'s' if len(self.ids) > 1 else ''} {shown}{more}")
+
+
+class NotSupported(RecembedError, NotImplementedError):
+    """The bundle's model cannot do this (HTTP 501)."""
+
+
+class Conflict(RecembedError, ValueError):
+    """The request clashes with the current state, e.g. an item id that exists (HTTP 409)."""
+
+
+@dataclass(frozen=True)
+class ServiceOptions:
+    index: str | None = None
+    """Index kind for recommendations (``exact``, ``flat``, ``hnsw``, ``ivfpq``); None: the bundle's stored
+    index, else exact."""
+    index_params: Mapping[str, Any] = field(default_factory=dict)
+    """Parameters of an index built at start-up (``--index`` differing from the stored one)."""
+    threads: int = 1
+    """FAISS / BLAS threads per worker (one query per request: 1 avoids thread hand-off costs)."""
+    allow_add_items: bool = True
+    """Whether :meth:`RecService.add_item` may change the indexes (off with several workers: each worker has
+    its own copy, so an added item would exist in one of them only)."""
+
+
+def _limit_blas_threads(threads: int) -> None:
+    try:
+        from threadpoolctl import threadpool_limits
+
+        threadpool_limits(threads)
+    except ImportError:  # pragma: no cover - threadpoolctl comes with scikit-learn / the content extra
+        pass
+
+
+class RecService:
+    def __init__(self, bundle: Bundle, options: ServiceOptions | None = None) -> None:
+        self.bundle, self.options = bundle, options or ServiceOptions()
+        self.model = bundle.model
+        set_index_threads(self.options.threads)
+        _limit_blas_threads(self.options.threads)
+        self.user_ids = bundle.users.to_list()
+        self.user_pos = {u: i for i, u in enumerate(self.user_ids)}
+        self.item_ids = bundle.items.to_list()
+        self.item_pos = {it: i for i, it in enumerate(self.item_ids)}
+        self.titles: list[str | None] = list(bundle.titles) if bundle.titles is not None else [None] * len(
+            self.item_ids)
+        self.num_model_items = len(self.item_ids)
+        seen = seen_matrix(bundle.history_indptr, bundle.history_items, len(self.item_ids))  # canonical: sorted
+        self._seen_indptr = seen.indptr.astype(np.int64)
+        self._seen_items = seen.indices.astype(np.int64)
+        self.added: list[str] = []
+        self.rec_index: ItemIndex | None = None
+        self.sim_index: ItemIndex | None = None
+        self.head = None
+        self._build_indexes()
+        if bundle.content is not None and bundle.head_state is not None:
+            self.head = CONTENT_HEADS[bundle.manifest["content"]["head"]](self.model, bundle.head_state["graph_part"])
+
+    # -- set-up -----------------------------------------------------------------------------------
+    def _build_indexes(self) -> None:
+        b, opts = self.bundle, self.options
+        if b.kind == "embedding":
+            stored = b.index_meta
+            if opts.index is None and stored:
+                file = None if stored.get("file") is None else b.path / stored["file"]
+                self.rec_index = load_index(stored["kind"], file, b.item_vectors, stored["params"])
+            else:
+                self.rec_index = build_index(opts.index or "exact", b.item_vectors, **dict(opts.index_params))
+            item_vectors = b.item_vectors
+        else:
+            item_vectors = self.model.item_embeddings() if hasattr(self.model, "item_embeddings") else None
+        if item_vectors is None:
+            return
+        norms = np.linalg.norm(item_vectors, axis=1)
+        if self.rec_index is not None and np.allclose(norms, 1.0, atol=1e-4):
+            self.sim_index = self.rec_index  # cosine == inner product: one index serves both
+        else:
+            unit = item_vectors / np.where(norms > 0, norms, 1.0)[:, None]
+            self.sim_index = ExactIndex(unit)
+
+    @property
+    def index_kind(self) -> str:
+        return self.rec_index.kind if self.rec_index is not None else "model"
+
+    def info(self) -> dict[str, Any]:
+        m = self.bundle.manifest
+        return {"model": m["model"]["name"], "serving": m["serving"]["kind"], "index": self.index_kind,
+                "users": len(self.user_ids), "items": len(self.item_ids), "added_items": len(self.added),
+                "content": bool(self.head), "bundle_created": m.get("created")}
+
+    # -- ids ----------------------------------------------------------------------------------------
+    def user_index(self, user_id: str) -> int:
+        try:
+            return self.user_pos[str(user_id)]
+        except KeyError:
+            raise NotFound("user", [str(user_id)]) from None
+
+    def item_indices(self, item_ids: Sequence[Any]) -> np.ndarray:
+        ids = [str(i) for i in item_ids]
+        missing = [i for i in ids if i not in self.item_pos]
+        if missing:
+            raise NotFound("item", missing)
+        return np.fromiter((self.item_pos[i] for i in ids), dtype=np.int64, count=len(ids))
+
+    def _items(self, idx: np.ndarray, scores: np.ndarray | None = None) -> list[dict[str, Any]]:
+        ids, titles, out = self.item_ids, self.titles, []
+        values = scores.tolist() if scores is not None else None
+        for j, i in enumerate(idx.tolist()):
+            if i < 0:
+                break
+            row: dict[str, Any] = {"item_id": ids[i], "title": titles[i]}
+            if values is not None:
+                row["score"] = round(values[j], 6)
+            out.append(row)
+        return out
+
+    def _seen(self, u: int) -> np.ndarray:
+        """The user's known items, unique and sorted (precomputed at start-up)."""
+        return self._seen_items[self._seen_indptr[u]: self._seen_indptr[u + 1]]
+
+    # -- recommendations ----------------------------------------------------------------------------
+    def _topk_scores(self, scores: np.ndarray, k: int, exclude: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+        scores = np.array(scores, dtype=np.float32, copy=True).reshape(1, -1)
+        if exclude is not None and len(exclude):
+            scores[0, exclude] = -np.inf
+        items, top = topk_rows(scores, k)
+        return items[0], top[0]
+
+    def recommend_user_idx(self, users: np.ndarray, k: int, exclude_seen: bool = True
+                           ) -> tuple[np.ndarray, np.ndarray]:
+        """``(B, k)`` items and scores for user indices (the batch path of export and of one request)."""
+        users = np.asarray(users, dtype=np.int64)
+        b = self.bundle
+        excl = [self._seen(int(u)) for u in users] if exclude_seen else None
+        if self.rec_index is not None:
+            return self.rec_index.search(b.user_vectors[users], k, exclude=excl)
+        if b.manifest["serving"]["sequential"]:
+            scores = self.model.score_histories([b.history(int(u)).tolist() for u in users])
+        else:
+            scores = self.model.score(users)
+        scores = np.array(scores, dtype=np.float32)  # a copy: models may hand out read-only / shared arrays
+        if excl is not None:
+            lens = [len(e) for e in excl]
+            if sum(lens):
+                scores[np.repeat(np.arange(len(users)), lens), np.concatenate(excl)] = -np.inf
+        return topk_rows(scores, k)
+
+    def recommend_user(self, user_id: str, k: int = 10, exclude_seen: bool = True) -> list[dict[str, Any]]:
+        u = self.user_index(user_id)
+        if self.rec_index is not None:  # the request path: one query, no batch bookkeeping
+            exclude = [self._seen(u)] if exclude_seen else None
+            items, scores = self.rec_index.search(self.bundle.user_vectors[u: u + 1], k, exclude=exclude)
+        else:
+            items, scores = self.recommend_user_idx(np.array([u]), k, exclude_seen)
+        return self._items(items[0], scores[0])
+
+    def recommend_history(self, history: Sequence[Any], k: int = 10) -> list[dict[str, Any]]:
+        """Top-``k`` after an anonymous history (item ids, oldest first), without its items."""
+        h = self.item_indices(history)
+        known = h[h < self.num_model_items]  # items added at serve time are not in the model's own tables
+        if self.rec_index is not None and hasattr(self.model, "embed_history"):
+            q = self.model.embed_history([known.tolist()])
+            items, scores = self.rec_index.search(q, k, exclude=[h])
+            return self._items(items[0], scores[0])
+        if not self.bundle.manifest["serving"]["history_scoring"]:
+            raise NotSupported(f"{self.model.name} cannot score an arbitrary history (it represents users by "
+                               "learned per-user parameters); recommend for a known user instead")
+        scores = self.model.score_histories([known.tolist()])[0]
+        items, top = self._topk_scores(scores, k, np.unique(h))
+        return self._items(items, top)
+
+    def similar(self, item_id: str, k: int = 10) -> list[dict[str, Any]]:
+        i = int(self.item_indices([item_id])[0])
+        if self.sim_index is not None:
+            items, scores = self.sim_index.search(self.sim_index.vectors[i][None], k, exclude=[np.array([i])])
+            return self._items(items[0], scores[0])
+        try:
+            items, scores = self.model.similar_items(i, k=k)
+        except NotImplementedError as exc:
+            raise NotSupported(str(exc)) from None
+        return self._items(np.asarray(items), np.asarray(scores))
+
+    # -- browsing -----------------------------------------------------------------------------------
+    def user_history(self, user_id: str, limit: int = 50) -> list[dict[str, Any]]:
+        """The user's most recent known items, newest first."""
+        h = self.bundle.history(self.user_index(user_id))
+        return self._items(h[::-1][:limit])
+
+    def find_users(self, query: str = "", limit: int = 20) -> list[str]:
+        q = query.strip().lower()
+        out = []
+        for u in self.user_ids:
+            if not q or q in u.lower():
+                out.append(u)
+                if len(out) >= limit:
+                    break
+        return out
+
+    def find_items(self, query: str = "", limit: int = 20) -> list[dict[str, Any]]:
+        """Items whose id or title contains ``query`` (case-insensitive)."""
+        q = query.strip().lower()
+        hits = []
+        for i, (item_id, title) in enumerate(zip(self.item_ids, self.titles)):
+            if not q or q in item_id.lower() or (title is not None and q in title.lower()):
+                hits.append(i)
+                if len(hits) >= limit:
+                    break
+        return self._items(np.asarray(hits, dtype=np.int64))
+
+    # -- new items ----------------------------------------------------------------------------------
+    def add_item(self, item_id: str, *, title: str | None = None, fields: Mapping[str, Any] | None = None,
+                 vectors: Mapping[str, Sequence[float]] | None = None) -> dict[str, Any]:
+        """Embed a new item from its content and add it to the indexes (no retraining)."""
+        if self.head is None or self.bundle.content is None:
+            raise NotSupported(f"this bundle ({self.model.name}) has no content encoder: adding items needs a "
+                               "content model bundled with its text encoder (e.g. AlphaRec fitted with "
+                               "--text-columns)")
+        if not self.options.allow_add_items:
+            raise Conflict("adding items is off: with several workers each holds its own index (serve with "
+                           "--workers 1)")
+        item_id = str(item_id)
+        if not item_id.strip():
+            raise DataError("must not be empty", field="item_id")
+        if item_id in self.item_pos:
+            raise Conflict(f"item id {item_id!r} exists already")
+        fields = dict(fields or {})
+        if title is not None and "title" in self.bundle.content.text_columns:
+            fields.setdefault("title", title)
+        row = self.bundle.content.encode(fields, vectors)
+        vec = self.head.embed(row[None])  # (1, D)
+        assert self.rec_index is not None
+        new = int(self.rec_index.add(vec)[0])
+        if self.sim_index is not None and self.sim_index is not self.rec_index:
+            self.sim_index.add(vec / max(float(np.linalg.norm(vec)), 1e-12))
+        self.item_ids.append(item_id)
+        self.item_pos[item_id] = new
+        self.titles.append(title)
+        self.added.append(item_id)
+        return {"item_id": item_id, "title": title, "item_index": new, "items": len(self.item_ids)}
