@@ -240,7 +240,7 @@ def _ms(value: str) -> float:
     m = re.match(r"([\d.]+)(us|ms|s)", value)
     if not m:
         return float("nan")
-    return float(m.group(1)) * {"us": 1e-3, "ms": 1.0, "s": 1e3}[m.group(2)]
+    return round(float(m.group(1)) * {"us": 1e-3, "ms": 1.0, "s": 1e3}[m.group(2)], 3)
 
 
 def _tree_cpu_seconds(pid: int) -> float:
@@ -312,6 +312,8 @@ def load_wrk(url: str, num_users: int, duration: int, connections: int, threads:
                     "p50_ms": _pct(intended, 50), "p90_ms": _pct(intended, 90), "p99_ms": _pct(intended, 99),
                     "p99.9_ms": _pct(intended, 99.9), "max_ms": _pct(intended, 100),
                     "lua": {k: sum(r[k] for r in rows) for k in ("responses", "errors", "unmatched", "sends")}})
+        lag = intended - sent if len(sent) == len(intended) else np.zeros(0)  # the generator's own lateness
+        out["send_lag"] = {"p50_ms": _pct(lag, 50), "p99_ms": _pct(lag, 99), "max_ms": _pct(lag, 100)}
         out["errors"] = max(errors, out["lua"]["errors"])
     shutil.rmtree(tmp, ignore_errors=True)
     return out

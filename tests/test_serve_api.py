@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import sys
+import time
+
 import httpx
 import numpy as np
 import pytest
@@ -226,3 +230,34 @@ def test_fast_path_leaves_odd_requests_to_the_route(alpharec, query: str, field:
         assert r.status_code == 422 and r.json()["field"] == field, r.text
     for path in ("/v1/users/nobody/recommendations", "/v1/users/u3%2Fx/recommendations"):
         assert alpharec.get(path).status_code == 404
+
+
+def _children(pid: int) -> list[int]:
+    out = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                stat = open(f"/proc/{entry}/stat").read()
+            except OSError:
+                continue
+            if int(stat[stat.rfind(")") + 2:].split()[1]) == pid:
+                out.append(int(entry))
+    return out
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+def test_several_workers_share_the_port_and_stop_together() -> None:
+    """--workers 2: each worker owns a SO_REUSEPORT socket (connections spread over both); adding items is
+    refused (each worker has its own index); SIGTERM to the parent stops every worker."""
+    server = Server(bundle_of("alpharec", "hnsw"), "--workers", "2")
+    with server as url:
+        time.sleep(2)  # the second worker may still be loading: it listens only once ready
+        workers = [p for p in _children(server.proc.pid) if "spawn_main" in open(f"/proc/{p}/cmdline").read()]
+        assert len(workers) == 2
+        for i in range(20):  # fresh connections: the kernel hashes each to a worker
+            assert httpx.get(f"{url}/v1/users/u{i}/recommendations", params={"k": 3}).status_code == 200
+        r = httpx.post(f"{url}/v1/items", json={"item_id": "x", "title": "x"}, headers={"X-API-Key": API_KEY})
+        assert r.status_code == 409 and "--workers 1" in r.json()["detail"]
+    assert server.proc.returncode == 0
+    time.sleep(0.5)
+    assert not [p for p in workers if os.path.exists(f"/proc/{p}")]

@@ -165,7 +165,7 @@ def serve(path: str, host: str, port: int, index_kind: str | None, params: tuple
         bundle_dir = _bundle_path(path, tmp, data_root)
         manifest = verify_bundle(bundle_dir)
         try:
-            import uvicorn
+            import uvicorn  # noqa: F401 - only: is the serve extra installed?
         except ImportError:
             raise click.ClickException("serving needs the serve extra: pip install 'recembed[serve]'") from None
         os.environ.update({
@@ -176,8 +176,9 @@ def serve(path: str, host: str, port: int, index_kind: str | None, params: tuple
         })
         _console().print(f"serving {manifest['model']['name']} ({manifest['serving']['kind']}) from {bundle_dir} "
                          f"on http://{host}:{port} with {workers} worker(s)")
-        uvicorn.run("recembed.serve.app:app_from_env", factory=True, host=host, port=port, workers=workers,
-                    log_level=log_level, access_log=False)
+        from ..serve.runner import run
+
+        run(host, port, workers, log_level=log_level, access_log=False)  # workers: one SO_REUSEPORT socket each
 
 
 @click.command()
