@@ -107,14 +107,16 @@ class SequentialRecommender(TrainableRecommender):
             try:
                 with torch.no_grad():
                     for s in range(0, len(users), step):
-                        tokens = torch.from_numpy(self._context_tokens(seqs, users[s : s + step]))
-                        hidden = module.encode(tokens)[:, -1]
-                        out[s : s + step] = module.logits(hidden).numpy()
+                        out[s : s + step] = self._score_block(module, self._context_tokens(seqs, users[s : s + step]))
             finally:
                 module.train(was_training)
             return out
 
         return score
+
+    def _score_block(self, module: nn.Module, tokens: np.ndarray) -> np.ndarray:
+        """``(n, I)`` scores of every item after each history ``tokens (n, T)`` (no grad, eval mode)."""
+        return module.logits(module.encode(torch.from_numpy(tokens))[:, -1]).numpy()
 
     def score(self, user_idx: np.ndarray) -> np.ndarray:
         users = self._check_users(user_idx)

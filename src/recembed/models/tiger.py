@@ -30,7 +30,6 @@ ablation), a folder written by ``SemanticIds.save`` / ``recembed tokenize``, or 
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -277,29 +276,12 @@ class TIGER(SequentialRecommender):
         items, scores = self.trie_.beam_search(step, len(tokens), beam or self.config.beam_size)
         return items.numpy(), scores.numpy(), first[0].numpy()
 
-    def _sequence_scorer(self, module: nn.Module, seqs: Sequences) -> Callable[[np.ndarray], np.ndarray]:
-        first_codes = self.semantic_ids_.codes[:, 0]
-
-        def score(users: np.ndarray) -> np.ndarray:
-            users = np.asarray(users, dtype=np.int64)
-            out = np.empty((len(users), self.num_items_), dtype=np.float32)
-            step = self.config.eval_batch_size
-            was_training = module.training
-            module.eval()
-            try:
-                with torch.no_grad():
-                    for s in range(0, len(users), step):
-                        tokens = self._context_tokens(seqs, users[s : s + step])
-                        items, scores, first = self.decode_top(module, tokens)
-                        block = first[:, first_codes] - 1e4  # (n, I) coarse rank outside the beam
-                        rows, cols = np.nonzero(items >= 0)
-                        block[rows, items[rows, cols]] = scores[rows, cols]
-                        out[s : s + step] = block
-            finally:
-                module.train(was_training)
-            return out
-
-        return score
+    def _score_block(self, module: nn.Module, tokens: np.ndarray) -> np.ndarray:
+        items, scores, first = self.decode_top(module, tokens)
+        block = first[:, self.semantic_ids_.codes[:, 0]] - 1e4  # (n, I): coarse rank outside the beam
+        rows, cols = np.nonzero(items >= 0)
+        block[rows, items[rows, cols]] = scores[rows, cols]
+        return block.astype(np.float32, copy=False)
 
     # -- persistence ------------------------------------------------------------------------------
     def _state(self) -> dict[str, Any]:

@@ -26,6 +26,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from ..config import check
+from ..errors import NotFittedError
 
 
 @dataclass(frozen=True)
@@ -161,3 +162,47 @@ class StepBar:
     def advance(self, info: str = "") -> None:
         if self._bar is not None:
             self._bar.update(self._task, advance=1, info=info)
+
+
+class QuantizedAutoencoder:
+    """The tokenizer facade shared by RQ-VAE and FSQ: ``fit(x)`` trains ``module_class(input_dim, config)``;
+    ``encode(x) -> codes (n, L)``; ``decode(codes) -> (n, D)``. Subclasses set ``module_class`` and ``label``."""
+
+    module_class: type[nn.Module]
+    label: str
+
+    def __init__(self, config: AutoencoderConfig | None = None) -> None:
+        self.config = config if config is not None else self.default_config()
+        self.module_: nn.Module | None = None
+        self.history_: list[dict] = []
+
+    @classmethod
+    def default_config(cls) -> AutoencoderConfig:
+        raise NotImplementedError
+
+    def fit(self, x: np.ndarray, *, seed: int = 0, progress: bool = False) -> QuantizedAutoencoder:
+        torch.manual_seed(seed)
+        xt = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
+        self.module_ = self.module_class(xt.shape[1], self.config)
+        self.history_ = train_quantized_autoencoder(self.module_, xt, self.config, seed=seed, progress=progress,
+                                                    label=self.label)
+        return self
+
+    def _module(self) -> nn.Module:
+        if self.module_ is None:
+            raise NotFittedError(f"{type(self).__name__} used before fit")
+        self.module_.eval()
+        return self.module_
+
+    def encode(self, x: np.ndarray) -> np.ndarray:
+        m = self._module()
+        return batched(m.encode_codes, torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))).numpy()
+
+    def decode(self, codes: np.ndarray) -> np.ndarray:
+        m = self._module()
+        return batched(m.decode_codes, torch.as_tensor(np.asarray(codes, dtype=np.int64))).numpy()
+
+    def reconstruction_mse(self, x: np.ndarray) -> float:
+        """Mean squared error of ``decode(encode(x))`` against ``x``."""
+        x = np.asarray(x, dtype=np.float32)
+        return float(((self.decode(self.encode(x)) - x) ** 2).mean())

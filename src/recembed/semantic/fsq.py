@@ -22,8 +22,8 @@ import torch
 from torch import nn
 
 from ..config import check
-from ..errors import ConfigError, NotFittedError
-from .autoencoder import AutoencoderConfig, batched, mlp, train_quantized_autoencoder
+from ..errors import ConfigError
+from .autoencoder import AutoencoderConfig, QuantizedAutoencoder, mlp
 
 
 def factor_codebook(codebook: int, dims_per_level: int = 0) -> tuple[int, int]:
@@ -88,36 +88,12 @@ class FSQModule(nn.Module):
         return self.decoder(self.digits_of(codes).float() * (2.0 / max(self.q - 1, 1)) - 1.0)
 
 
-class FSQ:
+class FSQ(QuantizedAutoencoder):
     """``fit(x)`` trains the autoencoder; ``encode(x) -> codes (n, L)``; ``decode(codes) -> (n, D)``."""
 
-    def __init__(self, config: FSQConfig | None = None) -> None:
-        self.config = config or FSQConfig()
-        self.module_: FSQModule | None = None
-        self.history_: list[dict] = []
+    module_class = FSQModule
+    label = "FSQ"
 
-    def fit(self, x: np.ndarray, *, seed: int = 0, progress: bool = False) -> FSQ:
-        torch.manual_seed(seed)
-        xt = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
-        self.module_ = FSQModule(xt.shape[1], self.config)
-        self.history_ = train_quantized_autoencoder(self.module_, xt, self.config, seed=seed, progress=progress,
-                                                    label="FSQ")
-        return self
-
-    def _module(self) -> FSQModule:
-        if self.module_ is None:
-            raise NotFittedError("FSQ used before fit")
-        self.module_.eval()
-        return self.module_
-
-    def encode(self, x: np.ndarray) -> np.ndarray:
-        m = self._module()
-        return batched(m.encode_codes, torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))).numpy()
-
-    def decode(self, codes: np.ndarray) -> np.ndarray:
-        m = self._module()
-        return batched(m.decode_codes, torch.as_tensor(np.asarray(codes, dtype=np.int64))).numpy()
-
-    def reconstruction_mse(self, x: np.ndarray) -> float:
-        x = np.asarray(x, dtype=np.float32)
-        return float(((self.decode(self.encode(x)) - x) ** 2).mean())
+    @classmethod
+    def default_config(cls) -> FSQConfig:
+        return FSQConfig()

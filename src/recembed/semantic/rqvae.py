@@ -27,8 +27,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from ..config import check
-from ..errors import NotFittedError
-from .autoencoder import AutoencoderConfig, batched, mlp, train_quantized_autoencoder
+from .autoencoder import AutoencoderConfig, QuantizedAutoencoder, mlp
 from .rkmeans import kmeans, nearest
 
 
@@ -173,41 +172,16 @@ class RQVAEModule(nn.Module):
         return self.decoder(z_q)
 
 
-class RQVAE:
+class RQVAE(QuantizedAutoencoder):
     """``fit(x)`` trains the autoencoder; ``encode(x) -> codes (n, L)``; ``decode(codes) -> (n, D)``.
 
     ``history_`` holds per epoch: ``recon`` (MSE), ``quant`` (codebook + commitment loss), ``utilisation``
     per level, ``restarted`` codes per level, ``seconds``.
     """
 
-    def __init__(self, config: RQVAEConfig | None = None) -> None:
-        self.config = config or RQVAEConfig()
-        self.module_: RQVAEModule | None = None
-        self.history_: list[dict] = []
+    module_class = RQVAEModule
+    label = "RQ-VAE"
 
-    def fit(self, x: np.ndarray, *, seed: int = 0, progress: bool = False) -> RQVAE:
-        torch.manual_seed(seed)
-        xt = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
-        self.module_ = RQVAEModule(xt.shape[1], self.config)
-        self.history_ = train_quantized_autoencoder(self.module_, xt, self.config, seed=seed, progress=progress,
-                                                    label="RQ-VAE")
-        return self
-
-    def _module(self) -> RQVAEModule:
-        if self.module_ is None:
-            raise NotFittedError("RQVAE used before fit")
-        self.module_.eval()
-        return self.module_
-
-    def encode(self, x: np.ndarray) -> np.ndarray:
-        m = self._module()
-        return batched(m.encode_codes, torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))).numpy()
-
-    def decode(self, codes: np.ndarray) -> np.ndarray:
-        m = self._module()
-        return batched(m.decode_codes, torch.as_tensor(np.asarray(codes, dtype=np.int64))).numpy()
-
-    def reconstruction_mse(self, x: np.ndarray) -> float:
-        """Mean squared error of ``decode(encode(x))`` against ``x``."""
-        x = np.asarray(x, dtype=np.float32)
-        return float(((self.decode(self.encode(x)) - x) ** 2).mean())
+    @classmethod
+    def default_config(cls) -> RQVAEConfig:
+        return RQVAEConfig()

@@ -28,7 +28,6 @@ sequential models; the index serves similar items when the model has item vector
 from __future__ import annotations
 
 import datetime as _dt
-import hashlib
 import os
 import platform
 import shutil
@@ -47,7 +46,7 @@ from .. import __version__
 from ..config import config_to_dict
 from ..data.vocab import Vocabulary
 from ..errors import DataError
-from ..io import read_json, write_json
+from ..io import read_json, sha256_file, write_json
 from ..models.base import Recommender
 from .content import CONTENT_HEADS, ENCODER_FILE, HEAD_FILE, VOCAB_FILE, ContentEncoder
 
@@ -101,14 +100,6 @@ def seen_matrix(indptr: np.ndarray, items: np.ndarray, num_items: int) -> sp.csr
     m.sum_duplicates()
     m.data[:] = 1.0
     return m
-
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def _versions(extra: tuple[str, ...] = ()) -> dict[str, str]:

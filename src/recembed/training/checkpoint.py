@@ -8,24 +8,15 @@ silent restart from scratch.
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from ..errors import DataError
-from ..io import atomic_write, read_json, write_json
+from ..io import atomic_write, read_json, sha256_file, write_json
 
 FORMAT = 1
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def _flatten_optimizer(state: dict[str, Any]) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
@@ -66,7 +57,7 @@ def save_checkpoint(directory: str | Path, *, model: dict[str, torch.Tensor], op
     atomic_write(directory / name, lambda p: save_file(tensors, str(p)))
     previous = read_json(directory / "checkpoint.json")["file"] if (directory / "checkpoint.json").exists() else None
     write_json(directory / "checkpoint.json", {
-        "format": FORMAT, "file": name, "sha256": _sha256(directory / name), "optimizer": opt_meta, **meta,
+        "format": FORMAT, "file": name, "sha256": sha256_file(directory / name), "optimizer": opt_meta, **meta,
     })
     if previous and previous != name:
         (directory / previous).unlink(missing_ok=True)
@@ -88,7 +79,7 @@ def load_checkpoint(directory: str | Path) -> dict[str, Any] | None:
     path = directory / meta["file"]
     if not path.exists():
         raise DataError(f"checkpoint weights {meta['file']} are missing", path=index)
-    if _sha256(path) != meta["sha256"]:
+    if sha256_file(path) != meta["sha256"]:
         raise DataError("checkpoint weights do not match their recorded SHA-256 (corrupted or replaced)", path=path)
     try:
         tensors = load_file(str(path))
