@@ -4,6 +4,7 @@ leave-one-out, full ranking, seen items masked). Every fit is its own `recembed 
     python benchmarks/generative.py                       # every run below
     python benchmarks/generative.py --match letter        # the runs whose key contains this text
     python benchmarks/generative.py --sid-dir runs/sid    # where `benchmarks/semantic_ids.py` saved its codes
+    python benchmarks/generative.py --plot docs/img/generative_beauty.png   # validation curves of the runs
 
 Semantic IDs: LETTER's Beauty codes (amazon-sid, 4 levels x 256, keys = S3-Rec ids - 1), codes made here by
 `benchmarks/semantic_ids.py` (residual k-means / RQ-VAE on attribute and CF vectors), and random codes of the
@@ -37,6 +38,8 @@ def runs(data_root: str, sid_dir: Path) -> list[tuple[str, str, list[str]]]:
         ("sasrec/letter+ids", "sasrec", [f"semantic_ids={letter}", "id_offset=-1", *sasrec]),
         ("sasrec/letter-only", "sasrec", [f"semantic_ids={letter}", "id_offset=-1", "sid_use_id=false", *sasrec]),
     ]
+    if (sid_dir / "cf-rqvae" / "semantic_ids.json").exists():
+        out.append(("sasrec/cf-rqvae+ids", "sasrec", [f"semantic_ids={sid_dir / 'cf-rqvae'}", *sasrec]))
     return out
 
 
@@ -47,8 +50,12 @@ def main() -> None:
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "out" / "generative.json"))
     ap.add_argument("--match", default=None, help="Only the runs whose key contains this text.")
     ap.add_argument("--threads", default="2", help="torch threads per fit (the recorded rows: 1, run side by side).")
+    ap.add_argument("--plot", default=None, help="Only plot the validation curves of the existing runs to this PNG.")
     args = ap.parse_args()
     runs_dir = Path(args.out).parent / "runs"
+    if args.plot:
+        plot(runs_dir, args.data_root, Path(args.sid_dir), Path(args.plot))
+        return
     for key, model, sets in runs(args.data_root, Path(args.sid_dir)):
         if args.match and args.match not in key:
             continue
@@ -60,6 +67,32 @@ def main() -> None:
               "fit", r.get("fit_seconds"), "eval", r.get("eval_seconds"), "epochs", tr.get("epochs_run"),
               "best", tr.get("best_epoch"), "rss", r.get("peak_rss_mb"), flush=True)
         merge_results(args.out, {f"beauty/{key}": r})
+
+
+def plot(runs_dir: Path, data_root: str, sid_dir: Path, out: Path) -> None:
+    import json
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.2))
+    for key, _, _ in runs(data_root, sid_dir):
+        path = runs_dir / ("beauty-" + key.replace("/", "-")) / "history.json"
+        if not path.exists():
+            continue
+        hist = [h for h in json.loads(path.read_text()) if "valid_ndcg@10" in h]
+        ax.plot([h["epoch"] for h in hist], [h["valid_ndcg@10"] for h in hist], marker=".", label=key)
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("validation NDCG@10")
+    ax.set_title("Beauty (amazon-seq), leave-one-out: generative vs ID models")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=110)
+    print("->", out)
 
 
 if __name__ == "__main__":

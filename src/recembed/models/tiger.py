@@ -22,6 +22,10 @@ Where this differs from the paper's T5 encoder-decoder, and why (a 2-core CPU, n
 * No user-id token (the paper hashes user ids into 2,000 extra tokens).
 * **Full ranking:** items outside the final beam get ``-1e4 + log p(first code)``, so every item has a rank
   and the top of the ranking is exactly the beam; metrics at K above ``beam_size`` rank the rest coarsely.
+* Decoding is incremental (each step runs the decoder on the newest code only, its blocks' earlier inputs
+  cached and reordered with the beams) and every beam of a user shares one copy of the encoder states.
+* ``valid_sample``: early stopping watches a fixed random sample of validation users (beam search costs
+  much more than SASRec's dot product); the reported metrics use every user.
 
 ``semantic_ids`` selects the codes: ``"random"`` (random tuples of ``levels`` x ``codebook``, the paper's
 ablation), a folder written by ``SemanticIds.save`` / ``recembed tokenize``, or a LETTER / LC-Rec
