@@ -32,6 +32,8 @@ def runs(data_root: str, sid_dir: Path) -> list[tuple[str, str, list[str]]]:
     if (sid_dir / "cf-rqvae" / "semantic_ids.json").exists():  # from benchmarks/semantic_ids.py --cf-run ...
         out.append(("tiger/cf-rqvae", "tiger", [f"semantic_ids={sid_dir / 'cf-rqvae'}", *TIGER]))
         out.append(("tiger/cf-rqvae/dropout0.4", "tiger", [f"semantic_ids={sid_dir / 'cf-rqvae'}", *TIGER_DROP4]))
+        out.append(("tiger/cf-rqvae/alone", "tiger", [f"semantic_ids={sid_dir / 'cf-rqvae'}", *TIGER[:-1],
+                                                       "patience=10", "time_budget_s=1500"]))
     sasrec = ["dropout=0.5", "patience=10", "time_budget_s=1200"]
     out += [
         ("sasrec/ids", "sasrec", sasrec),
