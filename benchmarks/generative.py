@@ -34,6 +34,8 @@ def runs(data_root: str, sid_dir: Path) -> list[tuple[str, str, list[str]]]:
         out.append(("tiger/cf-rqvae/dropout0.4", "tiger", [f"semantic_ids={sid_dir / 'cf-rqvae'}", *TIGER_DROP4]))
         out.append(("tiger/cf-rqvae/alone", "tiger", [f"semantic_ids={sid_dir / 'cf-rqvae'}", *TIGER[:-1],
                                                        "patience=10", "time_budget_s=1500"]))
+        out.append(("tiger/cf-rqvae/128d", "tiger", [f"semantic_ids={sid_dir / 'cf-rqvae'}", *TIGER[:-1],
+                                                      "embedding_dim=128", "patience=10", "time_budget_s=1000"]))
     sasrec = ["dropout=0.5", "patience=10", "time_budget_s=1200"]
     out += [
         ("sasrec/ids", "sasrec", sasrec),
