@@ -32,7 +32,7 @@ from ..config import check
 from ..data.interactions import Interactions
 from ..options import FitOptions
 from ..semantic.ids import SemanticIds
-from ..semantic.resolve import resolve_semantic_ids, sid_from_state, sid_state
+from ..semantic.resolve import semantic_ids_for_fit, sid_from_state, sid_state
 from ._seqnets import TransformerEncoder
 from ._sidemb import SemanticItemTable
 from .sequential import ItemTableModule, OutputItems, SequentialConfig, SequentialRecommender
@@ -86,10 +86,8 @@ class SASRec(SequentialRecommender):
     semantic_ids_: SemanticIds | None = None
 
     def _fit(self, train: Interactions, options: FitOptions, **context: Any) -> None:
-        c, items = self.config, context.get("items")
-        self.semantic_ids_ = None if not c.semantic_ids else resolve_semantic_ids(
-            c.semantic_ids, train.num_items, None if items is None else items.ids, seed=options.seed,
-            id_offset=c.id_offset)
+        self.semantic_ids_ = (semantic_ids_for_fit(self.config, train.num_items, context, options.seed)
+                              if self.config.semantic_ids else None)
         super()._fit(train, options, **context)
 
     def _make_module(self, weights: dict[str, np.ndarray] | None) -> nn.Module:

@@ -46,7 +46,7 @@ from ..config import check
 from ..data.interactions import Interactions
 from ..options import FitOptions
 from ..semantic.ids import SemanticIds
-from ..semantic.resolve import resolve_semantic_ids, sid_from_state, sid_state
+from ..semantic.resolve import semantic_ids_for_fit, sid_from_state, sid_state
 from ..semantic.trie import CodeTrie
 from ..training.sequences import NextItemTask, SeqBatch, Sequences
 from ._seqnets import Attention, TransformerEncoder
@@ -240,10 +240,7 @@ class TIGER(SequentialRecommender):
     trie_: CodeTrie
 
     def _fit(self, train: Interactions, options: FitOptions, **context: Any) -> None:
-        c, items = self.config, context.get("items")
-        self.semantic_ids_ = resolve_semantic_ids(c.semantic_ids, train.num_items,
-                                                  None if items is None else items.ids, seed=options.seed,
-                                                  levels=c.levels, codebook=c.codebook, id_offset=c.id_offset)
+        self.semantic_ids_ = semantic_ids_for_fit(self.config, train.num_items, context, options.seed)
         self.trie_ = CodeTrie(self.semantic_ids_.codes)
         valid = context.get("valid")
         if self.config.valid_sample and valid is not None and len(valid):

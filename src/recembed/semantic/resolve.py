@@ -36,6 +36,15 @@ def resolve_semantic_ids(spec: str, num_items: int, item_ids: np.ndarray | None 
     return sid if sid.is_unique() else sid.deduplicated()
 
 
+def semantic_ids_for_fit(config: Any, num_items: int, context: dict[str, Any], seed: int) -> SemanticIds:
+    """Resolve ``config.semantic_ids`` (with its ``id_offset`` and, when present, ``levels`` / ``codebook``) for
+    a model being fitted; ``context["items"]`` (the item vocabulary) maps external ids for ``*.index.json``."""
+    items = context.get("items")
+    return resolve_semantic_ids(config.semantic_ids, num_items, None if items is None else items.ids, seed=seed,
+                                levels=getattr(config, "levels", 3), codebook=getattr(config, "codebook", 256),
+                                id_offset=config.id_offset)
+
+
 def sid_state(sid: SemanticIds) -> dict[str, Any]:
     """Arrays that save a model's semantic IDs with its weights."""
     return {"sid_codes": sid.codes, "sid_sizes": np.asarray(sid.sizes, np.int64)}
