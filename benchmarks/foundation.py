@@ -83,7 +83,7 @@ def main() -> None:
     results: dict = {}
     if args.only in (None, "ml-100k"):
         split = str(Path(args.data_root) / "ml-100k" / "splits" / "random-80-10-10")
-        for model in ("pop", "itemknn", "ease", "gfcf"):
+        for model in ("pop", "itemknn", "ease", "gfcf", "bspm"):
             results[f"ml-100k/{model}"] = run_cli(model, "ml-100k", split, runs_dir / f"ml100k-{model}",
                                                   args.data_root, [])
             print(model, {k: round(v, 4) for k, v in results[f"ml-100k/{model}"]["test"].items()

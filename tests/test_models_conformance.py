@@ -50,6 +50,11 @@ class TestGFCF(RecommenderConformance):
     params = {"num_factors": 32}
 
 
+class TestBSPM(RecommenderConformance):
+    model_name = "bspm"
+    params = {"factor_dim": 32, "idl_beta": 0.2, "solver_shr": "rk4", "t_s": 2.5}
+
+
 class TestMultVAE(RecommenderConformance):
     model_name = "multvae"
     params = {"epochs": 20, "hidden_dims": (64,), "latent_dim": 16, "batch_size": 32, "learning_rate": 3e-3,

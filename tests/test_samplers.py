@@ -25,10 +25,19 @@ def matrices(draw):  # noqa: ANN001, ANN201
 
 
 @settings(max_examples=60, deadline=None)
-@given(matrices(), st.sampled_from([UniformSampler, PopularitySampler]), st.integers(1, 5))
-def test_never_returns_a_positive(data, sampler_cls, n) -> None:
+@given(matrices(), st.sampled_from([UniformSampler, PopularitySampler]), st.integers(1, 5), st.booleans())
+def test_never_returns_a_positive(data, sampler_cls, n, bitmap) -> None:
+    import recembed.training.samplers as samplers
+
     x, seed = data
-    sampler = sampler_cls(x)
+    # both membership tests: the packed bitmap (small catalogs) and the binary search over sorted keys
+    limit = samplers.BITMAP_LIMIT_BYTES
+    samplers.BITMAP_LIMIT_BYTES = limit if bitmap else 0
+    try:
+        sampler = sampler_cls(x)
+    finally:
+        samplers.BITMAP_LIMIT_BYTES = limit
+    assert (sampler._bits is not None) == bitmap
     rng = np.random.default_rng(seed)
     users = rng.integers(0, x.shape[0], 50)
     neg = sampler.sample(users, rng, n)
@@ -59,3 +68,23 @@ def test_user_with_every_item_is_an_error() -> None:
     x = sp.csr_matrix(np.ones((2, 3), dtype=np.float32))
     with pytest.raises(DataError, match="every item"):
         UniformSampler(x).sample(np.array([0]), np.random.default_rng(0))
+
+
+@settings(max_examples=40, deadline=None)
+@given(matrices())
+def test_bitmap_and_binary_search_agree_on_membership(data) -> None:
+    import recembed.training.samplers as samplers
+
+    x, seed = data
+    fast = UniformSampler(x)
+    limit = samplers.BITMAP_LIMIT_BYTES
+    samplers.BITMAP_LIMIT_BYTES = 0
+    try:
+        slow = UniformSampler(x)
+    finally:
+        samplers.BITMAP_LIMIT_BYTES = limit
+    rng = np.random.default_rng(seed)
+    users, items = rng.integers(0, x.shape[0], 200), rng.integers(0, x.shape[1], 200)
+    expected = x.toarray().astype(bool)[users, items]
+    np.testing.assert_array_equal(fast.is_positive(users, items), expected)
+    np.testing.assert_array_equal(slow.is_positive(users, items), expected)

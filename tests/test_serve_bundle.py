@@ -20,6 +20,7 @@ from recembed.testing.fixtures import planted_item_table, planted_split
 FAST = {"epochs": 1, "patience": 0}
 FAMILIES = {  # one or more models of each family: history, popularity, VAE, embedding, graph, content, sequential
     "pop": {}, "random": {}, "itemknn": {"k": 20}, "ease": {"l2": 50.0}, "gfcf": {"num_factors": 16},
+    "bspm": {"factor_dim": 16},
     "multvae": {**FAST, "hidden_dims": (32,), "latent_dim": 8, "batch_size": 64},
     "bpr": FAST, "lightgcn": {**FAST, "num_layers": 1}, "directau": FAST,
     "vbpr": FAST, "cease": {"l2": 50.0}, "alpharec": {**FAST, "embedding_dim": 16, "num_negatives": 32},

@@ -65,6 +65,27 @@ def randomized_right_singular_vectors(
     return (q @ vt_small.T)[:, :k]
 
 
+def normalised_adjacency(x: sp.csr_matrix) -> tuple[sp.csr_matrix, np.ndarray]:
+    """``R = D_u^{-1/2} X D_i^{-1/2}`` (float64 CSR) of a binary ``x`` and the item degrees ``d_i``."""
+    xb = sp.csr_matrix(x, dtype=np.float64)
+    du = np.asarray(xb.sum(axis=1)).ravel()
+    di = np.asarray(xb.sum(axis=0)).ravel()
+    return sp.csr_matrix(sp.diags(_inv_sqrt(du)) @ xb @ sp.diags(_inv_sqrt(di))), di
+
+
+def ideal_low_pass_basis(r: sp.csr_matrix, num_factors: int, solver: str, power_iterations: int,
+                         seed: int) -> np.ndarray:
+    """Top right singular vectors of ``r`` as an ``(n_items, f)`` array (``f = 0`` gives an empty basis)."""
+    f = min(num_factors, min(r.shape) - 1)
+    if f < 1:
+        return np.zeros((r.shape[1], 0))
+    if solver == "arpack":
+        rng = np.random.default_rng(seed)
+        _, _, vt = spla.svds(r, k=f, v0=rng.standard_normal(min(r.shape)), solver="arpack")
+        return vt.T
+    return randomized_right_singular_vectors(r, f, power_iterations=power_iterations, seed=seed)
+
+
 class GFCF(HistoryRecommender):
     name = "gfcf"
     Config = GFCFConfig
@@ -74,25 +95,12 @@ class GFCF(HistoryRecommender):
     right_: np.ndarray  # (f, I) V^T D_i^{1/2}
 
     def _fit_matrix(self, x: sp.csr_matrix, options: FitOptions) -> None:
-        xb = sp.csr_matrix(x, dtype=np.float64)
-        du = np.asarray(xb.sum(axis=1)).ravel()
-        di = np.asarray(xb.sum(axis=0)).ravel()
-        r = sp.diags(_inv_sqrt(du)) @ xb @ sp.diags(_inv_sqrt(di))
-        r = sp.csr_matrix(r)
+        r, di = normalised_adjacency(x)
         self.linear_ = sp.csr_matrix(r.T @ r, dtype=np.float32)
-        f = min(self.config.num_factors, min(r.shape) - 1)
-        if self.config.alpha == 0 or f < 1:
-            v = np.zeros((x.shape[1], 0))
-        elif self.config.svd_solver == "arpack":
-            rng = np.random.default_rng(options.seed)
-            _, _, vt = spla.svds(r, k=f, v0=rng.standard_normal(min(r.shape)), solver="arpack")
-            v = vt.T
-        else:
-            v = randomized_right_singular_vectors(r, f, power_iterations=self.config.power_iterations,
-                                                  seed=options.seed)
-        di_sqrt = np.sqrt(di)
+        v = ideal_low_pass_basis(r, self.config.num_factors if self.config.alpha else 0,
+                                 self.config.svd_solver, self.config.power_iterations, options.seed)
         self.left_ = (v * _inv_sqrt(di)[:, None]).astype(np.float32)
-        self.right_ = (v * di_sqrt[:, None]).T.astype(np.float32) * np.float32(self.config.alpha)
+        self.right_ = (v * np.sqrt(di)[:, None]).T.astype(np.float32) * np.float32(self.config.alpha)
 
     def score_history(self, rows: sp.csr_matrix) -> np.ndarray:
         rows = sp.csr_matrix(rows, dtype=np.float32)

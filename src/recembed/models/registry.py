@@ -16,6 +16,7 @@ MODELS: dict[str, str] = {
     "itemknn": "recembed.models.itemknn:ItemKNN",
     "ease": "recembed.models.ease:EASE",
     "gfcf": "recembed.models.gfcf:GFCF",
+    "bspm": "recembed.models.bspm:BSPM",
     "bpr": "recembed.models.bpr:BPR",
     "multvae": "recembed.models.multvae:MultVAE",
     "directau": "recembed.models.directau:DirectAU",

@@ -12,6 +12,8 @@ import scipy.sparse as sp
 
 from ..errors import DataError
 
+BITMAP_LIMIT_BYTES = 32 * 2**20
+
 
 class NegativeSampler:
     """Base: ``sample(users (N,), rng, n=1) -> (N, n) int64`` items the users did not interact with.
@@ -28,6 +30,13 @@ class NegativeSampler:
         self.num_users, self.num_items = positives.shape
         rows = np.repeat(np.arange(self.num_users, dtype=np.int64), np.diff(positives.indptr))
         self._keys = np.unique(rows * self.num_items + positives.indices)
+        # small catalogs: a packed bitmap over all (user, item) pairs answers membership ~20x faster than
+        # a binary search over the sorted keys (random queries miss the cache at every bisection step)
+        self._bits = None
+        if self.num_users * self.num_items <= 8 * BITMAP_LIMIT_BYTES:
+            flags = np.zeros(self.num_users * self.num_items, dtype=bool)
+            flags[self._keys] = True
+            self._bits = np.packbits(flags, bitorder="little")
         counts = np.diff(positives.indptr)
         full = np.flatnonzero(counts >= self.num_items)
         self._full_users = set(full.tolist())
@@ -50,6 +59,8 @@ class NegativeSampler:
 
     def is_positive(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
         query = users.astype(np.int64) * self.num_items + items
+        if self._bits is not None:
+            return ((self._bits[query >> 3] >> (query & 7).astype(np.uint8)) & 1).astype(bool)
         pos = np.minimum(np.searchsorted(self._keys, query), len(self._keys) - 1)
         return self._keys[pos] == query if len(self._keys) else np.zeros(query.shape, dtype=bool)
 

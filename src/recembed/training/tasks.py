@@ -15,7 +15,7 @@ import scipy.sparse as sp
 import torch
 from torch import nn
 
-from .losses import bpr_loss, sampled_softmax_loss
+from .losses import sampled_softmax_loss
 from .samplers import NegativeSampler, UniformSampler
 
 
@@ -68,21 +68,63 @@ class BPRTask(InteractionTask):
             return bpr_on_tables(user_emb, item_emb, batch)
         ego_users, ego_items = module.ego()
         if ego_users is user_emb and ego_items is item_emb:  # plain MF: regularise the rows already gathered
-            loss, rows = bpr_on_tables(user_emb, item_emb, batch, return_rows=True)
-            return loss + self.reg_weight * sum(r.pow(2).sum() for r in rows) / (2 * len(batch.users))
+            return bpr_on_tables(user_emb, item_emb, batch, row_l2=self.reg_weight)
         return bpr_on_tables(user_emb, item_emb, batch) + self.reg_weight * l2_of_ego(module, batch)
 
 
-def bpr_on_tables(user_emb: torch.Tensor, item_emb: torch.Tensor, batch: PairBatch, return_rows: bool = False):
-    """BPR loss of a batch of triples scored from full ``(U, D)`` / ``(I, D)`` embedding tables
-    (with ``return_rows``, also the gathered user / positive / negative rows)."""
-    u = user_emb[batch.users]  # (B, D)
-    p = item_emb[batch.pos_items]  # (B, D)
-    n = item_emb[batch.neg_items]  # (B, n, D)
-    pos = (u * p).sum(-1)  # (B,)
-    neg = (u.unsqueeze(1) * n).sum(-1)  # (B, n): elementwise, a batched (1, D) x (D, 1) bmm is slower here
-    loss = bpr_loss(pos, neg)
-    return (loss, (u, p, n)) if return_rows else loss
+def bpr_on_tables(user_emb: torch.Tensor, item_emb: torch.Tensor, batch: PairBatch,
+                  row_l2: float = 0.0) -> torch.Tensor:
+    """BPR loss of a batch of triples scored from full ``(U, D)`` / ``(I, D)`` embedding tables, plus
+    ``row_l2 * (||u||^2 + ||i+||^2 + ||i-||^2) / (2 B)`` on the gathered rows when ``row_l2 > 0``.
+
+    One fused autograd node (:class:`_BPRTables`): the gradient is written straight into the two
+    tables with ``index_add_``, about twice as fast on a CPU as the graph of gathers, products and
+    ``logsigmoid`` that autograd records otherwise (same values; tests compare the two)."""
+    return _BPRTables.apply(user_emb, item_emb, batch.users, batch.pos_items, batch.neg_items, float(row_l2))
+
+
+class _BPRTables(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, user_emb, item_emb, users, pos_items, neg_items, row_l2):  # noqa: ANN001, ANN205
+        # index_select: 7x faster than advanced indexing on a CPU for these shapes
+        u = user_emb.index_select(0, users)  # (B, D)
+        p = item_emb.index_select(0, pos_items)  # (B, D)
+        n = item_emb.index_select(0, neg_items.reshape(-1)).view(*neg_items.shape, -1)  # (B, k, D)
+        diff = (u.unsqueeze(1) * (p.unsqueeze(1) - n)).sum(-1)  # (B, k): s(u, i+) - s(u, i-)
+        loss = nn.functional.softplus(-diff).mean()
+        if row_l2 > 0:
+            sq = sum(torch.dot(t.reshape(-1), t.reshape(-1)) for t in (u, p, n))
+            loss = loss + row_l2 * sq / (2 * len(users))
+        ctx.save_for_backward(u, p, n, diff, users, pos_items, neg_items)
+        ctx.row_l2, ctx.shapes = row_l2, (user_emb.shape, item_emb.shape)
+        return loss
+
+    @staticmethod
+    def backward(ctx, grad):  # noqa: ANN001, ANN205
+        u, p, n, diff, users, pos_items, neg_items = ctx.saved_tensors
+        w = torch.sigmoid(-diff).mul_(-grad / diff.numel())  # d loss / d diff, (B, k)
+        c = float(grad * ctx.row_l2 / len(users)) if ctx.row_l2 > 0 else 0.0
+        if n.shape[1] == 1:  # one negative: (B, D) arithmetic, no (B, k, D) temporaries
+            n1 = n.squeeze(1)
+            gu = (p - n1).mul_(w)
+            uw = u * w
+            gp, gn = uw, -uw
+            if c:
+                gu.add_(u, alpha=c)
+                gp, gn = torch.add(uw, p, alpha=c), torch.add(gn, n1, alpha=c)
+            gn = gn.unsqueeze(1)
+        else:
+            w_sum = w.sum(1, keepdim=True)
+            gu = p * w_sum - (w.unsqueeze(-1) * n).sum(1)  # (B, D); a (1, k) x (k, D) bmm is slower here
+            gp = u * w_sum
+            gn = -w.unsqueeze(-1) * u.unsqueeze(1)  # (B, k, D)
+            if c:
+                gu.add_(u, alpha=c), gp.add_(p, alpha=c), gn.add_(n, alpha=c)
+        user_shape, item_shape = ctx.shapes
+        g_user = u.new_zeros(user_shape).index_add_(0, users, gu)
+        g_item = u.new_zeros(item_shape).index_add_(0, pos_items, gp)
+        g_item.index_add_(0, neg_items.reshape(-1), gn.reshape(-1, gn.shape[-1]))
+        return g_user, g_item, None, None, None, None
 
 
 def l2_of_ego(module: nn.Module, batch: PairBatch) -> torch.Tensor:
