@@ -23,12 +23,13 @@ class TestFREEDOM(ContentConformance):
 
 
 
-def test_freedom_ranks_cold_items_through_the_item_graph() -> None:
+@pytest.mark.parametrize("extra", [{}, {"num_negatives": 3, "l2_weight": 1e-3}])
+def test_freedom_ranks_cold_items_through_the_item_graph(extra) -> None:
     ds = planted_dataset()
     split = cold_items_split(ds.interactions, ds.users, ds.items, 0.2, seed=3)
     cold = np.flatnonzero(np.asarray(split.train.csr().sum(axis=0)).ravel() == 0)
     assert len(cold) > 20
-    freedom = model_class("freedom")(**PARAMS).fit(split.train, item_table=planted_item_table())
+    freedom = model_class("freedom")(**PARAMS, **extra).fit(split.train, item_table=planted_item_table())
     bpr = model_class("bpr")(**{k: v for k, v in PARAMS.items() if k != "embedding_dim"}).fit(split.train)
     ours, ids_only = cold_only_ndcg(freedom.score, split, cold), cold_only_ndcg(bpr.score, split, cold)
     rng = np.random.default_rng(0)
@@ -108,3 +109,4 @@ def test_resume_reproduces_uninterrupted_run(tmp_path) -> None:
     assert [h["epoch"] for h in resumed.history_] == [1, 2, 3, 4]
     np.testing.assert_array_equal(resumed.item_factors_, full.item_factors_)
     np.testing.assert_array_equal(resumed.user_factors_, full.user_factors_)
+

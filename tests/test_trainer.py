@@ -256,3 +256,33 @@ def test_fused_bpr_matches_autograd(negatives, row_l2) -> None:
     torch.testing.assert_close(fused, plain)
     for got, want in zip(grads, expected):
         torch.testing.assert_close(got, want)
+
+
+def test_checkpoint_without_a_newer_config_key_resumes_at_its_default(tmp_path) -> None:
+    """A key added to TrainConfig later (here valid_sample) must not make older checkpoints unusable, but a
+    non-default value of it is a configuration change."""
+    ckpt = FitOptions(show_progress=False, checkpoint_dir=str(tmp_path), resume=True)
+    Trainer(TrainConfig(epochs=1), ckpt).fit(_reg_module(), RegressionTask())
+    meta = json.loads((tmp_path / "checkpoint.json").read_text())
+    del meta["config"]["valid_sample"]  # as written before the key existed
+    (tmp_path / "checkpoint.json").write_text(json.dumps(meta))
+    result = Trainer(TrainConfig(epochs=2), ckpt).fit(_reg_module(), RegressionTask())
+    assert [r["epoch"] for r in result.history] == [1, 2]
+    with pytest.raises(DataError, match="valid_sample"):
+        Trainer(TrainConfig(epochs=3, valid_sample=5), ckpt).fit(_reg_module(), RegressionTask())
+
+
+def test_valid_sample_validates_on_a_fixed_user_sample() -> None:
+    from recembed.models.registry import model_class
+    from recembed.testing.fixtures import planted_split
+
+    split = planted_split()
+    n_valid = len(np.unique(split.valid.user_idx))
+    assert n_valid > 20
+    params = {"epochs": 2, "patience": 0, "valid_sample": 20}
+    a = model_class("bpr")(**params).fit(split.train, valid=split.valid)
+    b = model_class("bpr")(**params).fit(split.train, valid=split.valid)
+    full = model_class("bpr")(epochs=2, patience=0).fit(split.train, valid=split.valid)
+    assert [r["valid_users"] for r in a.history_] == [20, 20]
+    assert [r["valid_ndcg@10"] for r in a.history_] == [r["valid_ndcg@10"] for r in b.history_]  # same sample
+    assert full.history_[0]["valid_users"] == n_valid

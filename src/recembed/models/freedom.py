@@ -49,7 +49,7 @@ from ..config import check
 from ..errors import ConfigError
 from ..options import FitOptions
 from ..training.losses import bpr_loss
-from ..training.tasks import BPRTask, PairBatch, bpr_on_tables
+from ..training.tasks import BPRTask, PairBatch, bpr_on_tables, l2_of_ego
 from ..training.trainer import TrainConfig
 from .lightgcn import GraphEmbeddingModule, normalized_adjacency, propagate
 from .trainable import EmbeddingRecommender
@@ -74,6 +74,10 @@ class FREEDOMConfig(TrainConfig):
     """Fraction of user-item edges pruned each training epoch (degree-sensitive; 0 = no pruning)."""
     reg_weight: float = 1e-4
     """Weight of the modality BPR terms (MMRec's ``reg_weight``, searched in {0, 1e-5, 1e-4, 1e-3})."""
+    l2_weight: float = 0.0
+    """L2 on the batch's layer-0 (ID) embeddings, as LightGCN's ``reg_weight`` (not in the reference: 0)."""
+    num_negatives: int = 1
+    """Uniform negatives per positive (the BPR terms average over them; the reference uses 1)."""
     feature_norm: Literal["none", "l2"] = "none"
     """Row normalisation of the features fed to the projections (the reference uses raw features; the kNN
     graph always uses cosine similarity)."""
@@ -93,6 +97,8 @@ class FREEDOMConfig(TrainConfig):
         check(self.n_ui_layers >= 0, "n_ui_layers", f"must be >= 0, got {self.n_ui_layers}")
         check(0 <= self.dropout < 1, "dropout", f"must be in [0, 1), got {self.dropout}")
         check(self.reg_weight >= 0, "reg_weight", f"must be >= 0, got {self.reg_weight}")
+        check(self.l2_weight >= 0, "l2_weight", f"must be >= 0, got {self.l2_weight}")
+        check(self.num_negatives >= 1, "num_negatives", f"must be >= 1, got {self.num_negatives}")
         parse_weights(self.modality_weights)
 
 
@@ -235,9 +241,10 @@ class FREEDOMModule(GraphEmbeddingModule):
 class FREEDOMTask(BPRTask):
     """BPR + modality BPR terms; each epoch first samples the pruned user-item graph from the epoch's rng."""
 
-    def __init__(self, train: sp.csr_matrix, batch_size: int, *, reg_weight: float, dropout: float) -> None:
-        super().__init__(train, batch_size)
-        self.modality_weight, self.dropout = reg_weight, dropout
+    def __init__(self, train: sp.csr_matrix, batch_size: int, *, reg_weight: float, dropout: float,
+                 l2_weight: float = 0.0, num_negatives: int = 1) -> None:
+        super().__init__(train, batch_size, num_negatives=num_negatives)
+        self.modality_weight, self.dropout, self.l2_weight = reg_weight, dropout, l2_weight
         self.shape = train.shape
         du = np.bincount(self.users, minlength=train.shape[0]).astype(np.float64)
         di = np.bincount(self.items, minlength=train.shape[1]).astype(np.float64)
@@ -263,6 +270,8 @@ class FREEDOMTask(BPRTask):
     def loss(self, module: FREEDOMModule, batch: PairBatch, epoch: int) -> torch.Tensor:
         users, items = module(self.pruned)
         loss = bpr_on_tables(users, items, batch)
+        if self.l2_weight > 0:
+            loss = loss + self.l2_weight * l2_of_ego(module, batch)
         if self.modality_weight > 0:
             u = users[batch.users]  # (B, D)
             for m in range(len(module.proj)):
@@ -284,4 +293,5 @@ class FREEDOM(EmbeddingRecommender):
             mods = {m: f / np.maximum(np.linalg.norm(f, axis=1, keepdims=True), 1e-12) for m, f in mods.items()}
         module = FREEDOMModule(train, graph, mods, cfg.embedding_dim, cfg.n_layers, cfg.n_ui_layers,
                                cold_neighbours=cfg.cold_items == "neighbours")
-        return module, FREEDOMTask(train, cfg.batch_size, reg_weight=cfg.reg_weight, dropout=cfg.dropout)
+        return module, FREEDOMTask(train, cfg.batch_size, reg_weight=cfg.reg_weight, dropout=cfg.dropout,
+                                   l2_weight=cfg.l2_weight, num_negatives=cfg.num_negatives)

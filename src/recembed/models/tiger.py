@@ -24,8 +24,8 @@ Where this differs from the paper's T5 encoder-decoder, and why (a 2-core CPU, n
   and the top of the ranking is exactly the beam; metrics at K above ``beam_size`` rank the rest coarsely.
 * Decoding is incremental (each step runs the decoder on the newest code only, its blocks' earlier inputs
   cached and reordered with the beams) and every beam of a user shares one copy of the encoder states.
-* ``valid_sample``: early stopping watches a fixed random sample of validation users (beam search costs
-  much more than SASRec's dot product); the reported metrics use every user.
+* Set ``valid_sample`` (a shared training option): early stopping then watches a fixed random sample of
+  validation users (beam search costs much more than SASRec's dot product); reported metrics use every user.
 
 ``semantic_ids`` selects the codes: ``"random"`` (random tuples of ``levels`` x ``codebook``, the paper's
 ablation), a folder written by ``SemanticIds.save`` / ``recembed tokenize``, or a LETTER / LC-Rec
@@ -79,9 +79,6 @@ class TIGERConfig(SequentialConfig):
     """Beams kept while decoding; the final beam is the top of the ranking."""
     eval_batch_size: int = 256
     """Users decoded at once (each expands to ``beam_size`` decoder rows)."""
-    valid_sample: int = 0
-    """Early stopping watches this many randomly drawn validation users (0: all). Beam decoding costs far more
-    than a dot product, so a sample keeps per-epoch validation affordable; reported metrics use every user."""
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -90,7 +87,6 @@ class TIGERConfig(SequentialConfig):
         check(self.num_layers >= 1, "num_layers", f"must be >= 1, got {self.num_layers}")
         check(self.decoder_layers >= 1, "decoder_layers", f"must be >= 1, got {self.decoder_layers}")
         check(self.beam_size >= 1, "beam_size", f"must be >= 1, got {self.beam_size}")
-        check(self.valid_sample >= 0, "valid_sample", f"must be >= 0, got {self.valid_sample}")
         check(self.embedding_dim % self.num_heads == 0, "num_heads",
               f"embedding_dim {self.embedding_dim} is not divisible by {self.num_heads}")
 
@@ -242,12 +238,6 @@ class TIGER(SequentialRecommender):
     def _fit(self, train: Interactions, options: FitOptions, **context: Any) -> None:
         self.semantic_ids_ = semantic_ids_for_fit(self.config, train.num_items, context, options.seed)
         self.trie_ = CodeTrie(self.semantic_ids_.codes)
-        valid = context.get("valid")
-        if self.config.valid_sample and valid is not None and len(valid):
-            users = np.unique(valid.user_idx)
-            if len(users) > self.config.valid_sample:
-                keep = np.random.default_rng(options.seed).choice(users, self.config.valid_sample, replace=False)
-                context = {**context, "valid": valid.subset(np.isin(valid.user_idx, keep))}
         super()._fit(train, options, **context)
 
     def _make_module(self, weights: dict[str, np.ndarray] | None) -> nn.Module:

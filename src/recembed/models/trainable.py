@@ -47,6 +47,11 @@ class TrainableRecommender(Recommender):
         finally:
             self._context = {}
         valid: Interactions | None = context.get("valid")
+        if self.config.valid_sample and valid is not None and len(valid):
+            users = np.unique(valid.user_idx)
+            if len(users) > self.config.valid_sample:
+                keep = np.random.default_rng(options.seed).choice(users, self.config.valid_sample, replace=False)
+                valid = valid.subset(np.isin(valid.user_idx, keep))
         validate = None
         if valid is not None and len(valid):
             metric = self.config.valid_metric

@@ -15,7 +15,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any, Literal, Protocol
 
 import numpy as np
@@ -55,6 +55,9 @@ class TrainConfig:
     cold-items split, where the mixed ranking can sit at 0 and select nothing), else ``all``."""
     eval_every: int = 1
     """Evaluate on validation every N epochs."""
+    valid_sample: int = 0
+    """Validate on this many validation users drawn once at random from the run's seed (0: all of them). For
+    models whose scoring is expensive (beam decoding); the reported valid / test metrics use every user."""
     grad_clip: float = 0.0
     """Clip the gradient norm to this value (0: no clipping)."""
     checkpoint_every: int = 0
@@ -72,6 +75,7 @@ class TrainConfig:
         check(self.weight_decay >= 0, "weight_decay", f"must be >= 0, got {self.weight_decay}")
         check(self.patience >= 0, "patience", f"must be >= 0, got {self.patience}")
         check(self.eval_every >= 1, "eval_every", f"must be >= 1, got {self.eval_every}")
+        check(self.valid_sample >= 0, "valid_sample", f"must be >= 0, got {self.valid_sample}")
         check(self.time_budget_s >= 0, "time_budget_s", f"must be >= 0, got {self.time_budget_s}")
         check("@" in self.valid_metric, "valid_metric", f"expected NAME@K, got {self.valid_metric!r}")
 
@@ -223,9 +227,12 @@ class Trainer:
     def _restore(self, ckpt: dict[str, Any], module: nn.Module, optimizer: torch.optim.Optimizer,
                  result: TrainResult) -> tuple[int, int, float, dict | None]:
         meta, path = ckpt["meta"], ckpt["path"]
-        if meta.get("config") != self._fingerprint() or meta.get("seed") != self.options.seed:
-            changed = sorted(k for k in set(meta.get("config", {})) | set(self._fingerprint())
-                             if meta.get("config", {}).get(k) != self._fingerprint().get(k))
+        saved, now = meta.get("config", {}), self._fingerprint()
+        # a key added to the config after the checkpoint was written is compatible at its default value
+        defaults = {f.name: f.default for f in fields(self.config)}
+        saved = {**{k: v for k, v in now.items() if k not in saved and v == defaults.get(k)}, **saved}
+        if saved != now or meta.get("seed") != self.options.seed:
+            changed = sorted(k for k in set(saved) | set(now) if saved.get(k) != now.get(k))
             raise DataError(f"checkpoint was written with a different configuration or seed (differs in "
                             f"{changed or ['seed']}); remove it or use a fresh checkpoint directory", path=path)
         try:
