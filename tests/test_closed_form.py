@@ -113,6 +113,7 @@ def _bspm_expected(x: np.ndarray, f: int, cfg: dict) -> np.ndarray:
     return out if cfg["final_sharpening"] else out + idl
 
 
+@pytest.mark.parametrize("backend", ["torch", "numpy"])
 @pytest.mark.parametrize("dense_p", [True, False])
 @pytest.mark.parametrize("cfg", [
     # the reference code's gowalla setting (BSPM-EM, RK4 sharpening to t = 2.5)
@@ -124,9 +125,12 @@ def _bspm_expected(x: np.ndarray, f: int, cfg: dict) -> np.ndarray:
     {"idl_beta": 0.1, "t_b": 1.0, "k_b": 2, "solver_blr": "rk4", "t_s": 0.8, "k_s": 2, "solver_shr": "rk4",
      "final_sharpening": True, "t_point_combination": True},
 ])
-def test_bspm_equals_matrix_polynomials(cfg, dense_p, monkeypatch) -> None:  # noqa: ANN001
+def test_bspm_equals_matrix_polynomials(cfg, dense_p, backend, monkeypatch) -> None:  # noqa: ANN001
     import recembed.models.bspm as bspm_module
 
+    if backend == "torch" and not bspm_module.HAVE_TORCH:
+        pytest.skip("torch is not installed")
+    monkeypatch.setattr(bspm_module, "HAVE_TORCH", backend == "torch")
     if not dense_p:  # the factored R^T (R s) product that large catalogs use
         monkeypatch.setattr(bspm_module, "DENSE_LIMIT_BYTES", 0)
     inter = _random_interactions(4)

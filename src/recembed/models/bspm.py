@@ -35,7 +35,7 @@ from typing import Any, Literal
 import numpy as np
 import scipy.sparse as sp
 
-from .._compute import DENSE_LIMIT_BYTES
+from .._compute import DENSE_LIMIT_BYTES, HAVE_TORCH
 from ..config import check
 from ..options import FitOptions
 from .base import HistoryRecommender
@@ -123,33 +123,39 @@ class BSPM(HistoryRecommender):
         self.right_ = np.ascontiguousarray((v * np.sqrt(di)[:, None]).T, dtype=np.float32)
 
     # --- the filters, on states held transposed: (num_items, B) -------------------------------
-    def _operators(self) -> tuple[Callable[[Any], Any], Callable[[Any], Any]]:
-        import torch
-
+    def _operators(self) -> tuple[Callable[[Any], Any], Callable[[Any], Any], Callable[[np.ndarray], Any]]:
+        """``(apply P, apply L, to_state)`` on torch tensors (MKL sparse kernels) or, without torch, NumPy /
+        SciPy arrays; the same arithmetic either way."""
+        key = (self.norm_, HAVE_TORCH)
         cached = getattr(self, "_ops", None)
-        if cached is not None and cached[0] is self.norm_:
-            return cached[1], cached[2]
+        if cached is not None and cached[0][0] is key[0] and cached[0][1] == key[1]:
+            return cached[1]
         r = self.norm_
         n = r.shape[1]
-        if n * n * 4 <= DENSE_LIMIT_BYTES:
-            dense_p = torch.from_numpy(np.asarray((r.T @ r).toarray(), dtype=np.float32))
+        left_t = np.ascontiguousarray(self.left_.T)  # (f, I)
+        right_t = np.ascontiguousarray(self.right_.T)  # (I, f)
+        dense_p = np.asarray((r.T @ r).toarray(), dtype=np.float32) if n * n * 4 <= DENSE_LIMIT_BYTES else None
+        if HAVE_TORCH:
+            import torch
 
-            def apply_p(s: Any) -> Any:
-                return dense_p @ s
+            to_state = torch.from_numpy
+            left_t, right_t = torch.from_numpy(left_t), torch.from_numpy(right_t)
+            if dense_p is not None:
+                dense_p = torch.from_numpy(dense_p)
+            else:
+                mr, mrt = _torch_csr(r), _torch_csr(sp.csr_matrix(r.T))
         else:
-            rt = sp.csr_matrix(r.T)
-            mr, mrt = _torch_csr(r), _torch_csr(rt)
+            to_state = np.asarray
+            mr, mrt = r, sp.csr_matrix(r.T)
 
-            def apply_p(s: Any) -> Any:
-                return mrt @ (mr @ s)
-        left_t = torch.from_numpy(np.ascontiguousarray(self.left_.T))  # (f, I)
-        right_t = torch.from_numpy(np.ascontiguousarray(self.right_.T))  # (I, f)
+        def apply_p(s: Any) -> Any:
+            return dense_p @ s if dense_p is not None else mrt @ (mr @ s)
 
         def apply_l(s: Any) -> Any:
             return right_t @ (left_t @ s)
 
-        self._ops = (self.norm_, apply_p, apply_l)
-        return apply_p, apply_l
+        self._ops = (key, (apply_p, apply_l, to_state))
+        return apply_p, apply_l, to_state
 
     def score_history(self, rows: sp.csr_matrix) -> np.ndarray:
         rows = sp.csr_matrix(rows, dtype=np.float32)
@@ -160,27 +166,24 @@ class BSPM(HistoryRecommender):
         return np.concatenate([self._score_chunk(rows[i : i + chunk]) for i in range(0, rows.shape[0], chunk)])
 
     def _score_chunk(self, rows: sp.csr_matrix) -> np.ndarray:
-        import torch
-
         c = self.config
-        apply_p, apply_l = self._operators()
-        r0 = torch.from_numpy(np.ascontiguousarray(rows.toarray().T))
-        with torch.no_grad():
-            blurred = integrate(lambda s: apply_p(s) - s, r0, c.t_b, c.k_b, c.solver_blr)
-            use_idl = c.idl_beta > 0 and self.left_.shape[1] > 0
-            idl = (integrate(lambda s: apply_l(s) - s, r0, c.t_idl, c.k_idl, c.solver_idl)[-1] * c.idl_beta
-                   if use_idl else None)
-            if c.sharpening_off:
-                states = blurred
-            else:
-                start = blurred[-1] + idl if (idl is not None and c.final_sharpening) else blurred[-1]
-                sharpened = integrate(lambda s: -apply_p(s), start, c.t_s, c.k_s, c.solver_shr)
-                states = blurred + sharpened if c.t_point_combination else sharpened
-            out = torch.stack(states).mean(0) if c.t_point_combination else states[-1]
-            # the reference adds the low-pass output at the end unless it already went into sharpening
-            if idl is not None and (c.sharpening_off or not c.final_sharpening):
-                out = out + idl
-        return np.ascontiguousarray(out.numpy().T, dtype=np.float32)
+        apply_p, apply_l, to_state = self._operators()
+        r0 = to_state(np.ascontiguousarray(rows.toarray().T))
+        blurred = integrate(lambda s: apply_p(s) - s, r0, c.t_b, c.k_b, c.solver_blr)
+        use_idl = c.idl_beta > 0 and self.left_.shape[1] > 0
+        idl = (integrate(lambda s: apply_l(s) - s, r0, c.t_idl, c.k_idl, c.solver_idl)[-1] * c.idl_beta
+               if use_idl else None)
+        if c.sharpening_off:
+            states = blurred
+        else:
+            start = blurred[-1] + idl if (idl is not None and c.final_sharpening) else blurred[-1]
+            sharpened = integrate(lambda s: -apply_p(s), start, c.t_s, c.k_s, c.solver_shr)
+            states = blurred + sharpened if c.t_point_combination else sharpened
+        out = sum(states[1:], states[0]) / len(states) if c.t_point_combination else states[-1]
+        # the reference adds the low-pass output at the end unless it already went into sharpening
+        if idl is not None and (c.sharpening_off or not c.final_sharpening):
+            out = out + idl
+        return np.ascontiguousarray(np.asarray(out).T, dtype=np.float32)
 
     def _matrix_state(self) -> dict[str, Any]:
         return {"norm": self.norm_, "left": self.left_, "right": self.right_}
