@@ -36,6 +36,10 @@ def runs(data_root: str, sid_dir: Path) -> list[tuple[str, str, list[str]]]:
                                                        "patience=10", "time_budget_s=1500"]))
         out.append(("tiger/cf-rqvae/128d", "tiger", [f"semantic_ids={sid_dir / 'cf-rqvae'}", *TIGER[:-1],
                                                       "embedding_dim=128", "patience=10", "time_budget_s=1000"]))
+        # the paper's encoder input (one token per code), otherwise as tiger/cf-rqvae: equal-epoch comparison
+        out.append(("tiger/cf-rqvae/code-tokens", "tiger", [f"semantic_ids={sid_dir / 'cf-rqvae'}", *TIGER[:-1],
+                                                             "encoder_tokens=code", "patience=0",
+                                                             "time_budget_s=2400"]))
         # 128-d with a cosine learning-rate schedule over 50 epochs, no early stop (best validation epoch kept)
         out.append(("tiger/cf-rqvae/128d-cosine", "tiger", [f"semantic_ids={sid_dir / 'cf-rqvae'}", TIGER[0],
                                                              "embedding_dim=128", "dropout=0.2", "patience=0",

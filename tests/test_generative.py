@@ -84,11 +84,12 @@ def test_trie_refuses_collisions() -> None:
 
 
 @settings(max_examples=15, deadline=None)
-@given(st.integers(0, 10_000), st.integers(1, 6))
-def test_random_model_decodes_real_items(seed: int, length: int) -> None:
+@given(st.integers(0, 10_000), st.integers(1, 6), st.sampled_from(["item", "code"]))
+def test_random_model_decodes_real_items(seed: int, length: int, encoder_tokens: str) -> None:
     """An untrained model over random codes, random histories: every beam is a real item."""
     ds = planted_sequences(num_users=30)
-    model = TIGER(levels=2, codebook=8, embedding_dim=16, num_heads=2, epochs=1, beam_size=7)
+    model = TIGER(levels=2, codebook=8, embedding_dim=16, num_heads=2, epochs=1, beam_size=7,
+                  encoder_tokens=encoder_tokens)
     model.fit(ds.interactions, options=QUIET)
     rng = np.random.default_rng(seed)
     tokens = np.zeros((4, model.config.max_len), np.int64)
@@ -146,6 +147,12 @@ class TestTIGER(SequentialConformance):
         assert ours > 3 * base, (ours, base)
 
 
+class TestTIGERCodeTokens(TestTIGER):
+    """The paper's encoder input: one token per code of every history item."""
+
+    params: ClassVar[dict[str, Any]] = {**TestTIGER.params, "encoder_tokens": "code"}
+
+
 def test_semantic_ids_must_match_the_catalog(tmp_path: Path) -> None:
     split = planted_sequences().given_split
     SemanticIds(np.zeros((5, 2), np.int64), (2, 2)).save(tmp_path / "small")
@@ -186,3 +193,21 @@ def test_sasrec_with_semantic_id_features(tmp_path: Path) -> None:
     assert model.module_.items.rows.shape == (model.num_items_, 2)
     loaded = type(model).load(model.save(tmp_path / "m"))
     np.testing.assert_allclose(loaded.score(np.arange(4)), model.score(np.arange(4)), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("encoder_tokens", ["item", "code"])
+def test_encoder_states_do_not_see_later_items(encoder_tokens: str) -> None:
+    """Training reads the state after every position in one pass: changing item t must leave the states of
+    items before t unchanged (per-code tokens included)."""
+    ds = planted_sequences(num_users=30)
+    model = TIGER(levels=2, codebook=8, embedding_dim=16, num_heads=2, epochs=1, encoder_tokens=encoder_tokens)
+    model.fit(ds.interactions, options=QUIET)
+    module = model.module_.eval()
+    tokens = torch.randint(1, model.num_items_ + 1, (3, model.config.max_len))
+    changed = tokens.clone()
+    changed[:, 12] = (changed[:, 12] % model.num_items_) + 1
+    with torch.no_grad():
+        a, b = module.encode(tokens), module.encode(changed)
+    group = module.group
+    torch.testing.assert_close(a[:, : 12 * group], b[:, : 12 * group])
+    assert not torch.allclose(a[:, 12 * group :], b[:, 12 * group :])

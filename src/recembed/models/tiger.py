@@ -35,7 +35,7 @@ ablation), a folder written by ``SemanticIds.save`` / ``recembed tokenize``, or 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -49,7 +49,7 @@ from ..semantic.ids import SemanticIds
 from ..semantic.resolve import semantic_ids_for_fit, sid_from_state, sid_state
 from ..semantic.trie import CodeTrie
 from ..training.sequences import NextItemTask, SeqBatch, Sequences
-from ._seqnets import Attention, TransformerEncoder
+from ._seqnets import Attention, Block, TransformerEncoder
 from .sequential import SequentialConfig, SequentialRecommender
 
 
@@ -75,6 +75,9 @@ class TIGERConfig(SequentialConfig):
     """Attention heads."""
     dropout: float = 0.1
     """Dropout (the paper: 0.1)."""
+    encoder_tokens: Literal["item", "code"] = "item"
+    """Encoder input: one token per history item (its code embeddings summed), or one token per code, as the
+    paper (``max_len x levels`` tokens; a token sees every code of its own and earlier items)."""
     beam_size: int = 20
     """Beams kept while decoding; the final beam is the top of the ranking."""
     eval_batch_size: int = 256
@@ -87,6 +90,8 @@ class TIGERConfig(SequentialConfig):
         check(self.num_layers >= 1, "num_layers", f"must be >= 1, got {self.num_layers}")
         check(self.decoder_layers >= 1, "decoder_layers", f"must be >= 1, got {self.decoder_layers}")
         check(self.beam_size >= 1, "beam_size", f"must be >= 1, got {self.beam_size}")
+        check(self.encoder_tokens in ("item", "code"), "encoder_tokens",
+              f"must be 'item' or 'code', got {self.encoder_tokens!r}")
         check(self.embedding_dim % self.num_heads == 0, "num_heads",
               f"embedding_dim {self.embedding_dim} is not divisible by {self.num_heads}")
 
@@ -135,8 +140,18 @@ class TIGERModule(nn.Module):
         self.register_buffer("offsets", torch.from_numpy(offsets.astype(np.int64)), persistent=False)
         self.code_emb = nn.Embedding(int(sum(sizes)), d)
         nn.init.normal_(self.code_emb.weight, std=0.02)
-        self.encoder = TransformerEncoder(d, cfg.max_len, cfg.num_layers, cfg.num_heads, cfg.dropout, "bert",
-                                          causal=True)
+        self.group = self.levels if cfg.encoder_tokens == "code" else 1  # encoder tokens per history item
+        if self.group == 1:
+            self.encoder = TransformerEncoder(d, cfg.max_len, cfg.num_layers, cfg.num_heads, cfg.dropout, "bert",
+                                              causal=True)
+        else:
+            self.max_len = cfg.max_len
+            self.enc_pos = nn.Embedding(cfg.max_len, d)
+            self.enc_level = nn.Parameter(torch.randn(self.levels, d) * 0.02)
+            nn.init.normal_(self.enc_pos.weight, std=0.02)
+            self.enc_norm = nn.LayerNorm(d, eps=1e-12)
+            self.enc_blocks = nn.ModuleList(Block(d, cfg.num_heads, cfg.dropout, "bert")
+                                            for _ in range(cfg.num_layers))
         self.bos = nn.Parameter(torch.randn(d) * 0.02)
         self.level_pos = nn.Parameter(torch.randn(self.levels, d) * 0.02)
         self.blocks = nn.ModuleList(DecoderBlock(d, cfg.num_heads, cfg.dropout) for _ in range(cfg.decoder_layers))
@@ -149,7 +164,24 @@ class TIGERModule(nn.Module):
         return self.code_emb(self.token_codes[tokens]).sum(-2)  # (..., D)
 
     def encode(self, tokens: torch.Tensor) -> torch.Tensor:
-        return self.encoder(self.item_vectors(tokens), tokens)  # (B, T, D)
+        """Encoder states ``(B, T * group, D)``: one per history item, or one per code of each item."""
+        if self.group == 1:
+            return self.encoder(self.item_vectors(tokens), tokens)  # (B, T, D)
+        b, t = tokens.shape
+        if t > self.max_len:
+            raise ValueError(f"sequence of {t} positions is longer than max_len {self.max_len}")
+        x = self.code_emb(self.token_codes[tokens])  # (B, T, L, D)
+        x = x + self.enc_pos(torch.arange(self.max_len - t, self.max_len))[None, :, None] + self.enc_level
+        x = self.enc_norm(x.reshape(b, t * self.group, -1))
+        real_items = tokens != 0
+        real = real_items.repeat_interleave(self.group, dim=1)  # (B, T * L)
+        x = self.drop(x) * real.unsqueeze(-1).to(x.dtype)
+        item = torch.arange(t).repeat_interleave(self.group)
+        mask = ((item[None, :] <= item[:, None])[None] & real[:, None, :]) | torch.eye(t * self.group, dtype=torch.bool)
+        mask = mask[:, None]  # (B, 1, T*L, T*L): a token sees every code of its own and earlier items
+        for block in self.enc_blocks:
+            x = block(x, mask, real.unsqueeze(-1).to(x.dtype))
+        return x
 
     def item_table(self) -> torch.Tensor:
         return self.code_emb(self.token_codes[1:]).sum(-2)
@@ -164,15 +196,17 @@ class TIGERModule(nn.Module):
         read (default: the last Q positions, i.e. the item after every position — training). At inference Q
         is the beam: every beam of a user reads the whole history, so the memory is never copied per beam."""
         b, tq, lp = prefix.shape
-        t, d = memory.shape[1], memory.shape[2]
+        t, d = tokens.shape[1], memory.shape[2]
         x = torch.cat([self.bos.expand(b, tq, 1, d), self.code_emb(prefix + self.offsets[:lp])], dim=2)
         x = self.drop(x + self.level_pos[: lp + 1])
         lq = lp + 1
         if when is None:
             when = torch.arange(t - tq, t)
-        keys = torch.arange(t)
-        cross = ((keys[None, :] <= when[:, None])[None] & (tokens != 0)[:, None, :]) | (keys[None, :] == when[:, None])
-        cross = cross[:, :, None, :].expand(b, tq, lq, t).reshape(b, 1, tq * lq, t)
+        keys = torch.arange(t).repeat_interleave(self.group)  # the history position of each encoder state
+        real = (tokens != 0).repeat_interleave(self.group, dim=1)
+        cross = ((keys[None, :] <= when[:, None])[None] & real[:, None, :]) | (keys[None, :] == when[:, None])
+        m = keys.shape[0]
+        cross = cross[:, :, None, :].expand(b, tq, lq, m).reshape(b, 1, tq * lq, m)
         causal = torch.ones(lq, lq, dtype=torch.bool).tril()
         for block in self.blocks:
             x = block(x, memory, cross, causal)
@@ -192,7 +226,7 @@ class TIGERModule(nn.Module):
         """``(N, B, K_level)`` log-probabilities of the next code after each of ``B`` prefixes per user (the
         whole prefix decoded again; :meth:`step_cached` gives the same numbers incrementally)."""
         beams = prefix.shape[1]
-        when = torch.full((beams,), memory.shape[1] - 1, dtype=torch.long)
+        when = torch.full((beams,), tokens.shape[1] - 1, dtype=torch.long)
         hidden = self.decode(memory, tokens, prefix, when)[:, :, level]  # (N, B, D)
         return F.log_softmax(self.heads[level](hidden), dim=-1)
 
@@ -212,7 +246,7 @@ class TIGERModule(nn.Module):
             cache[:] = [torch.gather(c, 1, idx.expand(-1, -1, c.shape[2], c.shape[3])) for c in cache]
         last = torch.zeros_like(tokens, dtype=torch.bool)
         last[:, -1] = True
-        cross = ((tokens != 0) | last)[:, None, None, :]  # (N, 1, 1, T): every beam reads the whole history
+        cross = ((tokens != 0) | last).repeat_interleave(self.group, dim=1)[:, None, None, :]  # every beam reads all
         for i, block in enumerate(self.blocks):
             every = x if level == 0 else torch.cat([cache[i], x], dim=2)  # (N, B, level + 1, D)
             if level == 0:
