@@ -11,9 +11,11 @@ summed log-probability, is the recommendation list.
 
 Where this differs from the paper's T5 encoder-decoder, and why (a 2-core CPU, not a TPU):
 
-* **Encoder tokens are items, not codes.** A history item enters as the *sum* of its code embeddings (one
-  table per level, shared with the decoder's inputs), at one position; the paper spends ``L`` positions per
-  item. The encoder is **causal**, so one pass yields the state after every prefix and a window trains the
+* **Encoder tokens are items, not codes** (default ``encoder_tokens="item"``). A history item enters as the
+  *sum* of its code embeddings (one table per level, shared with the decoder's inputs), at one position; the
+  paper spends ``L`` positions per item, which ``encoder_tokens="code"`` does (code embedding + item position +
+  level embedding; attention block-causal by item: a token sees every code of its own and earlier items).
+  The encoder is **causal**, so one pass yields the state after every prefix and a window trains the
   next-item prediction at every position (as SASRec does); the paper's bidirectional encoder needs one pass
   per (prefix, target) pair. Together that is ``L x (mean history length)`` fewer encoder tokens per epoch.
 * **Decoder:** per target, inputs ``[BOS, c_1 .. c_{L-1}]`` plus level embeddings; causal self-attention
