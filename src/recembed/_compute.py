@@ -17,19 +17,24 @@ except ImportError:  # pragma: no cover - exercised only where torch is absent
 DENSE_LIMIT_BYTES = 256 * 2**20
 
 
+def torch_csr(matrix: sp.csr_matrix):  # noqa: ANN201 - a torch sparse CSR tensor (torch is optional)
+    """A SciPy CSR matrix as a float32 torch sparse CSR tensor (its MKL kernels multiply dense blocks)."""
+    import warnings
+
+    warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta state")
+    m = sp.csr_matrix(matrix, dtype=np.float32)
+    return torch.sparse_csr_tensor(
+        torch.from_numpy(m.indptr.astype(np.int64)), torch.from_numpy(m.indices.astype(np.int64)),
+        torch.from_numpy(m.data), size=m.shape, check_invariants=False,
+    )
+
+
 def spmm(rows: sp.csr_matrix, dense: np.ndarray) -> np.ndarray:
     """``rows @ dense`` for a sparse ``(B, n)`` and a dense ``(n, d)`` float32 matrix."""
     rows = sp.csr_matrix(rows, dtype=np.float32)
     if not HAVE_TORCH:
         return np.asarray(rows @ dense, dtype=np.float32)
-    import warnings
-
-    warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta state")
-    t = torch.sparse_csr_tensor(
-        torch.from_numpy(rows.indptr.astype(np.int64)), torch.from_numpy(rows.indices.astype(np.int64)),
-        torch.from_numpy(rows.data), size=rows.shape, check_invariants=False,
-    )
-    return (t @ torch.from_numpy(np.ascontiguousarray(dense, dtype=np.float32))).numpy()
+    return (torch_csr(rows) @ torch.from_numpy(np.ascontiguousarray(dense, dtype=np.float32))).numpy()
 
 
 def masked_topk(scores: np.ndarray, mask_rows: np.ndarray, mask_cols: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:

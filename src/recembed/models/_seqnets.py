@@ -55,23 +55,29 @@ class Block(nn.Module):
         return self.ln2(x + self.drop(self.ff2(self.drop(self.act(self.ff1(x))))))
 
 
-def attention_mask(tokens: torch.Tensor, causal: bool) -> torch.Tensor:
-    """``(B, 1, T, T)`` boolean, True = may attend."""
-    t = tokens.shape[1]
-    keys = (tokens != 0)[:, None, None, :]
+def attention_mask(tokens: torch.Tensor, causal: bool, group: int = 1) -> torch.Tensor:
+    """``(B, 1, T * group, T * group)`` boolean, True = may attend; ``group`` states per token (e.g. one per
+    code of an item): causal masking is by token, so a state sees every state of its own and earlier tokens."""
+    t = tokens.shape[1] * group
+    real = tokens != 0
+    keys = (real.repeat_interleave(group, dim=1) if group > 1 else real)[:, None, None, :]
     eye = torch.eye(t, dtype=torch.bool)
-    allowed = keys & (torch.ones(t, t, dtype=torch.bool).tril() if causal else True)
-    return allowed | eye
+    if not causal:
+        return keys | eye
+    position = torch.arange(tokens.shape[1]).repeat_interleave(group)
+    return (keys & (position[None, :] <= position[:, None])) | eye
 
 
 class TransformerEncoder(nn.Module):
     """Position embeddings + blocks over already-embedded items ``(B, T, D)``. Sequences are right-aligned:
-    the last column is always position ``max_len - 1`` ("now"), column ``j`` is ``T - 1 - j`` steps earlier."""
+    the last column is always position ``max_len - 1`` ("now"), column ``j`` is ``T - 1 - j`` steps earlier.
+    With ``group > 1`` each item enters as ``group`` consecutive states ``(B, T * group, D)`` sharing its
+    position (e.g. one per semantic-ID code); masking stays per item (:func:`attention_mask`)."""
 
     def __init__(self, dim: int, max_len: int, layers: int, heads: int, dropout: float,
-                 style: Literal["sasrec", "bert"], causal: bool) -> None:
+                 style: Literal["sasrec", "bert"], causal: bool, group: int = 1) -> None:
         super().__init__()
-        self.style, self.causal, self.max_len = style, causal, max_len
+        self.style, self.causal, self.max_len, self.group = style, causal, max_len, group
         self.pos = nn.Embedding(max_len, dim)
         nn.init.normal_(self.pos.weight, std=0.02 if style == "bert" else 1.0)  # BERT's initializer range
         self.blocks = nn.ModuleList(Block(dim, heads, dropout, style) for _ in range(layers))
@@ -80,15 +86,16 @@ class TransformerEncoder(nn.Module):
         self.drop = nn.Dropout(dropout)
 
     def forward(self, emb: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
-        t = emb.shape[1]
+        t, g = tokens.shape[1], self.group
         if t > self.max_len:
             raise ValueError(f"sequence of {t} positions is longer than max_len {self.max_len}")
-        x = emb + self.pos(torch.arange(self.max_len - t, self.max_len))[None]
+        pos = self.pos(torch.arange(self.max_len - t, self.max_len))
+        x = emb + (pos.repeat_interleave(g, dim=0) if g > 1 else pos)[None]
         if self.in_norm is not None:
             x = self.in_norm(x)
-        real = (tokens != 0).unsqueeze(-1).to(x.dtype)
+        real = ((tokens != 0).repeat_interleave(g, dim=1) if g > 1 else tokens != 0).unsqueeze(-1).to(x.dtype)
         x = self.drop(x) * real
-        mask = attention_mask(tokens, self.causal)
+        mask = attention_mask(tokens, self.causal, g)
         for block in self.blocks:
             x = block(x, mask, real)
         return self.out_norm(x) if self.out_norm is not None else x

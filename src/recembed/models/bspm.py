@@ -35,7 +35,7 @@ from typing import Any, Literal
 import numpy as np
 import scipy.sparse as sp
 
-from .._compute import DENSE_LIMIT_BYTES, HAVE_TORCH
+from .._compute import DENSE_LIMIT_BYTES, HAVE_TORCH, torch_csr
 from ..config import check
 from ..options import FitOptions
 from .base import HistoryRecommender
@@ -143,7 +143,7 @@ class BSPM(HistoryRecommender):
             if dense_p is not None:
                 dense_p = torch.from_numpy(dense_p)
             else:
-                mr, mrt = _torch_csr(r), _torch_csr(sp.csr_matrix(r.T))
+                mr, mrt = torch_csr(r), torch_csr(sp.csr_matrix(r.T))
         else:
             to_state = np.asarray
             mr, mrt = r, sp.csr_matrix(r.T)
@@ -188,14 +188,3 @@ class BSPM(HistoryRecommender):
     def _matrix_state(self) -> dict[str, Any]:
         return {"norm": self.norm_, "left": self.left_, "right": self.right_}
 
-
-def _torch_csr(m: sp.csr_matrix) -> Any:
-    import warnings
-
-    import torch
-
-    warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta state")
-    m = sp.csr_matrix(m, dtype=np.float32)
-    return torch.sparse_csr_tensor(torch.from_numpy(m.indptr.astype(np.int64)),
-                                   torch.from_numpy(m.indices.astype(np.int64)), torch.from_numpy(m.data),
-                                   size=m.shape, check_invariants=False)

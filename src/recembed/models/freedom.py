@@ -273,7 +273,7 @@ class FREEDOMTask(BPRTask):
         if self.l2_weight > 0:
             loss = loss + self.l2_weight * l2_of_ego(module, batch)
         if self.modality_weight > 0:
-            u = users[batch.users]  # (B, D)
+            u = users.index_select(0, batch.users)  # (B, D)
             for m in range(len(module.proj)):
                 p, n = module.projected(m, batch.pos_items), module.projected(m, batch.neg_items)
                 loss = loss + self.modality_weight * bpr_loss((u * p).sum(-1), (u.unsqueeze(1) * n).sum(-1))

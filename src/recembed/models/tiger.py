@@ -51,7 +51,7 @@ from ..semantic.ids import SemanticIds
 from ..semantic.resolve import semantic_ids_for_fit, sid_from_state, sid_state
 from ..semantic.trie import CodeTrie
 from ..training.sequences import NextItemTask, SeqBatch, Sequences
-from ._seqnets import Attention, Block, TransformerEncoder
+from ._seqnets import Attention, TransformerEncoder
 from .sequential import SequentialConfig, SequentialRecommender
 
 
@@ -142,18 +142,11 @@ class TIGERModule(nn.Module):
         self.register_buffer("offsets", torch.from_numpy(offsets.astype(np.int64)), persistent=False)
         self.code_emb = nn.Embedding(int(sum(sizes)), d)
         nn.init.normal_(self.code_emb.weight, std=0.02)
-        self.group = self.levels if cfg.encoder_tokens == "code" else 1  # encoder tokens per history item
-        if self.group == 1:
-            self.encoder = TransformerEncoder(d, cfg.max_len, cfg.num_layers, cfg.num_heads, cfg.dropout, "bert",
-                                              causal=True)
-        else:
-            self.max_len = cfg.max_len
-            self.enc_pos = nn.Embedding(cfg.max_len, d)
+        self.group = self.levels if cfg.encoder_tokens == "code" else 1  # encoder states per history item
+        self.encoder = TransformerEncoder(d, cfg.max_len, cfg.num_layers, cfg.num_heads, cfg.dropout, "bert",
+                                          causal=True, group=self.group)
+        if self.group > 1:
             self.enc_level = nn.Parameter(torch.randn(self.levels, d) * 0.02)
-            nn.init.normal_(self.enc_pos.weight, std=0.02)
-            self.enc_norm = nn.LayerNorm(d, eps=1e-12)
-            self.enc_blocks = nn.ModuleList(Block(d, cfg.num_heads, cfg.dropout, "bert")
-                                            for _ in range(cfg.num_layers))
         self.bos = nn.Parameter(torch.randn(d) * 0.02)
         self.level_pos = nn.Parameter(torch.randn(self.levels, d) * 0.02)
         self.blocks = nn.ModuleList(DecoderBlock(d, cfg.num_heads, cfg.dropout) for _ in range(cfg.decoder_layers))
@@ -169,21 +162,8 @@ class TIGERModule(nn.Module):
         """Encoder states ``(B, T * group, D)``: one per history item, or one per code of each item."""
         if self.group == 1:
             return self.encoder(self.item_vectors(tokens), tokens)  # (B, T, D)
-        b, t = tokens.shape
-        if t > self.max_len:
-            raise ValueError(f"sequence of {t} positions is longer than max_len {self.max_len}")
-        x = self.code_emb(self.token_codes[tokens])  # (B, T, L, D)
-        x = x + self.enc_pos(torch.arange(self.max_len - t, self.max_len))[None, :, None] + self.enc_level
-        x = self.enc_norm(x.reshape(b, t * self.group, -1))
-        real_items = tokens != 0
-        real = real_items.repeat_interleave(self.group, dim=1)  # (B, T * L)
-        x = self.drop(x) * real.unsqueeze(-1).to(x.dtype)
-        item = torch.arange(t).repeat_interleave(self.group)
-        mask = ((item[None, :] <= item[:, None])[None] & real[:, None, :]) | torch.eye(t * self.group, dtype=torch.bool)
-        mask = mask[:, None]  # (B, 1, T*L, T*L): a token sees every code of its own and earlier items
-        for block in self.enc_blocks:
-            x = block(x, mask, real.unsqueeze(-1).to(x.dtype))
-        return x
+        x = self.code_emb(self.token_codes[tokens]) + self.enc_level  # (B, T, L, D)
+        return self.encoder(x.flatten(1, 2), tokens)  # (B, T * L, D)
 
     def item_table(self) -> torch.Tensor:
         return self.code_emb(self.token_codes[1:]).sum(-2)

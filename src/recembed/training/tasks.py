@@ -119,7 +119,9 @@ class _BPRTables(torch.autograd.Function):
             gp = u * w_sum
             gn = -w.unsqueeze(-1) * u.unsqueeze(1)  # (B, k, D)
             if c:
-                gu.add_(u, alpha=c), gp.add_(p, alpha=c), gn.add_(n, alpha=c)
+                gu.add_(u, alpha=c)
+                gp.add_(p, alpha=c)
+                gn.add_(n, alpha=c)
         user_shape, item_shape = ctx.shapes
         g_user = u.new_zeros(user_shape).index_add_(0, users, gu)
         g_item = u.new_zeros(item_shape).index_add_(0, pos_items, gp)
