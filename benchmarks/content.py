@@ -33,6 +33,7 @@ TIKTOK = [
     ("vbpr", EARLY, []),
     ("freedom", EARLY, []),
     ("freedom", ["dropout=0.3", *EARLY], []),  # best validation N@20 (RESULTS.md); add --seed for the spread
+    ("mgcn", EARLY, []),
     ("bm3", EARLY, []),
     ("alpharec", EARLY, []),
 ]
@@ -46,6 +47,7 @@ ML100K_TEXT = [
     ("vbpr", ["features=minilm_text", *EARLY], TEXT),
     ("freedom", ["features=minilm_text", *EARLY], TEXT),
     ("freedom", ["features=minilm_text", "dropout=0.3", *EARLY], TEXT),
+    ("mgcn", ["features=minilm_text", *EARLY], TEXT),
     ("bm3", ["features=minilm_text", *EARLY], TEXT),
     ("alpharec", ["features=minilm_text", *EARLY], TEXT),
 ]
@@ -53,8 +55,8 @@ COLD_DATA = {
     "ml-100k-text": (["features=minilm_text"], TEXT),
     "scientific": (["features=text_feat,image_feat"], []),
 }
-COLD_MODELS = ["random", "pop", "ease", "lightgcn", "cease", "vbpr", "freedom", "bm3", "alpharec"]
-CONTENT_MODELS = {"cease", "vbpr", "freedom", "bm3", "alpharec"}
+COLD_MODELS = ["random", "pop", "ease", "lightgcn", "cease", "vbpr", "freedom", "mgcn", "bm3", "alpharec"]
+CONTENT_MODELS = {"cease", "vbpr", "freedom", "mgcn", "bm3", "alpharec"}
 COLD_CAP = ["valid_metric=ndcg@20", "patience=10", "time_budget_s=300"]
 
 

@@ -136,10 +136,12 @@ def modality_matrices(table, features: str, num_items: int) -> dict[str, np.ndar
     return out
 
 
-def knn_graph(features: np.ndarray, k: int, chunk: int = 2048) -> tuple[sp.csr_matrix, np.ndarray]:
-    """Row-normalised kNN graph by cosine similarity, ``D^-1/2 A D^-1/2`` (every present row has degree k,
-    so each edge weighs 1/k), and the mask of items that have this modality (non-zero rows). Absent items
-    have no edges either way."""
+def knn_graph(features: np.ndarray, k: int, chunk: int = 2048,
+              weighted: bool = False) -> tuple[sp.csr_matrix, np.ndarray]:
+    """Normalised kNN graph by cosine similarity, ``D^-1/2 A D^-1/2`` with D the out-degree, and the mask of
+    items that have this modality (non-zero rows). ``A``'s edges weigh 1 (FREEDOM: every present row has
+    degree k, so each edge weighs 1/k) or, ``weighted``, the neighbour's cosine similarity (LATTICE / MGCN).
+    Absent items have no edges either way."""
     n = features.shape[0]
     norms = np.linalg.norm(features, axis=1)
     present = norms > 0
@@ -149,11 +151,14 @@ def knn_graph(features: np.ndarray, k: int, chunk: int = 2048) -> tuple[sp.csr_m
         return sp.csr_matrix((n, n), dtype=np.float32), present
     x = torch.from_numpy(features[idx] / norms[idx, None])
     cols = np.empty((len(idx), k), dtype=np.int64)
+    vals = np.ones((len(idx), k), dtype=np.float32)
     for start in range(0, len(idx), chunk):
-        sim = x[start : start + chunk] @ x.T
-        cols[start : start + chunk] = torch.topk(sim, k, dim=1).indices.numpy()
+        top = torch.topk(x[start : start + chunk] @ x.T, k, dim=1)
+        cols[start : start + chunk] = top.indices.numpy()
+        if weighted:
+            vals[start : start + chunk] = top.values.numpy()
     rows = np.repeat(idx, k)
-    adj = sp.csr_matrix((np.ones(len(rows), dtype=np.float32), (rows, idx[cols.ravel()])), shape=(n, n))
+    adj = sp.csr_matrix((vals.ravel(), (rows, idx[cols.ravel()])), shape=(n, n))
     deg = np.asarray(adj.sum(axis=1)).ravel()
     inv = np.zeros_like(deg)
     inv[deg > 0] = deg[deg > 0] ** -0.5
@@ -200,6 +205,26 @@ class _SpMM(torch.autograd.Function):
         return None, None, torch.from_numpy(ctx.adjacency_t @ grad.contiguous().numpy())
 
 
+class ColdItems:
+    """Items without training interactions get, at evaluation and export, the ``item_graph``-weighted mean of
+    their warm neighbours' final embeddings (``item_graph`` None: embeddings unchanged)."""
+
+    def __init__(self, train: sp.csr_matrix, item_graph: sp.csr_matrix | None) -> None:
+        warm = np.asarray(train.sum(axis=0)).ravel() > 0
+        self.cold = np.flatnonzero(~warm) if item_graph is not None else np.zeros(0, dtype=np.int64)
+        if len(self.cold):
+            to_warm = sp.csr_matrix(item_graph[self.cold] @ sp.diags(warm.astype(np.float32)))
+            weight = np.asarray(to_warm.sum(axis=1)).ravel()
+            inv = np.where(weight > 0, 1.0 / np.maximum(weight, 1e-12), 0.0).astype(np.float32)
+            self.graph = sp.csr_matrix(sp.diags(inv) @ to_warm, dtype=np.float32)  # (cold, I), rows sum to 1
+            self.graph_t = sp.csr_matrix(self.graph.T)
+
+    def __call__(self, items: torch.Tensor) -> torch.Tensor:
+        if not len(self.cold):
+            return items
+        return items.index_copy(0, torch.from_numpy(self.cold), _SpMM.apply(self.graph, self.graph_t, items))
+
+
 class FREEDOMModule(GraphEmbeddingModule):
     def __init__(self, train: sp.csr_matrix, item_graph: sp.csr_matrix, mods: dict[str, np.ndarray], dim: int,
                  n_layers: int, n_ui_layers: int, cold_neighbours: bool = True) -> None:
@@ -211,15 +236,7 @@ class FREEDOMModule(GraphEmbeddingModule):
         self.names = list(mods)
         self.feats = nn.ParameterList([nn.Parameter(torch.from_numpy(f.copy())) for f in mods.values()])
         self.proj = nn.ModuleList([nn.Linear(f.shape[1], dim) for f in mods.values()])
-        self.cold = np.zeros(0, dtype=np.int64)
-        if cold_neighbours:
-            warm = np.asarray(train.sum(axis=0)).ravel() > 0
-            self.cold = np.flatnonzero(~warm)
-            to_warm = sp.csr_matrix(item_graph[self.cold] @ sp.diags(warm.astype(np.float32)))
-            weight = np.asarray(to_warm.sum(axis=1)).ravel()
-            inv = np.where(weight > 0, 1.0 / np.maximum(weight, 1e-12), 0.0).astype(np.float32)
-            self.cold_graph = sp.csr_matrix(sp.diags(inv) @ to_warm, dtype=np.float32)  # (cold, I), rows sum to 1
-            self.cold_graph_t = sp.csr_matrix(self.cold_graph.T)
+        self.cold_items = ColdItems(train, item_graph if cold_neighbours else None)
 
     def forward(self, adjacency: sp.csr_matrix | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """``(users, items)``; ``adjacency`` (a pruned user-item graph) is used in training mode only."""
@@ -229,9 +246,8 @@ class FREEDOMModule(GraphEmbeddingModule):
             h = _SpMM.apply(self.item_graph, self.item_graph_t, h)
         users, items = self.split(propagate(adj, self.weight, self.num_layers))
         items = items + h
-        if not self.training and len(self.cold):
-            items = items.index_copy(0, torch.from_numpy(self.cold),
-                                     _SpMM.apply(self.cold_graph, self.cold_graph_t, items))
+        if not self.training:
+            items = self.cold_items(items)
         return users, items
 
     def projected(self, m: int, items: torch.Tensor) -> torch.Tensor:

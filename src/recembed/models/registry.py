@@ -27,6 +27,7 @@ MODELS: dict[str, str] = {
     "bm3": "recembed.models.bm3:BM3",
     "cease": "recembed.models.cease:CEASE",
     "freedom": "recembed.models.freedom:FREEDOM",
+    "mgcn": "recembed.models.mgcn:MGCN",
     "alpharec": "recembed.models.alpharec:AlphaRec",
     "sasrec": "recembed.models.sasrec:SASRec",
     "bert4rec": "recembed.models.bert4rec:BERT4Rec",

@@ -104,5 +104,6 @@ def info_nce(view1: torch.Tensor, view2: torch.Tensor, temperature: float) -> to
     """InfoNCE between two views of the same rows (SimGCL / XSimGCL): row i of ``view1`` should match
     row i of ``view2`` against every other row. Inputs ``(N, D)``, normalised here."""
     v1, v2 = F.normalize(view1, dim=1), F.normalize(view2, dim=1)
-    logits = v1 @ v2.T / temperature  # (N, N)
+    logits = (v1 * (1.0 / temperature)) @ v2.T  # (N, N); scaling the (N, D) side: 1/5 of a step's time
+    # went to dividing the (N, N) logits and its backward
     return F.cross_entropy(logits, torch.arange(len(v1)))
