@@ -15,6 +15,7 @@ CONTENT_PARAMS = {
     "vbpr": {"epochs": 30, "learning_rate": 0.01, "batch_size": 1024, "patience": 0},
     "bm3": {"epochs": 30, "learning_rate": 0.01, "batch_size": 512, "patience": 0, "dropout": 0.5},
     "cease": {"l2": 50.0, "content_weight": 20.0},
+    "mgcn": {"epochs": 20, "learning_rate": 0.01, "batch_size": 1024, "patience": 0, "embedding_dim": 32},
 }
 
 

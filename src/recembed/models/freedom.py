@@ -91,15 +91,20 @@ class FREEDOMConfig(TrainConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        check(self.embedding_dim >= 1, "embedding_dim", f"must be >= 1, got {self.embedding_dim}")
-        check(self.knn_k >= 1, "knn_k", f"must be >= 1, got {self.knn_k}")
-        check(self.n_layers >= 0, "n_layers", f"must be >= 0, got {self.n_layers}")
-        check(self.n_ui_layers >= 0, "n_ui_layers", f"must be >= 0, got {self.n_ui_layers}")
-        check(0 <= self.dropout < 1, "dropout", f"must be in [0, 1), got {self.dropout}")
+        check_graph_fields(self)
         check(self.reg_weight >= 0, "reg_weight", f"must be >= 0, got {self.reg_weight}")
         check(self.l2_weight >= 0, "l2_weight", f"must be >= 0, got {self.l2_weight}")
         check(self.num_negatives >= 1, "num_negatives", f"must be >= 1, got {self.num_negatives}")
         parse_weights(self.modality_weights)
+
+
+def check_graph_fields(cfg) -> None:  # noqa: ANN001 - FREEDOM's or MGCN's config
+    """The checks of the fields FREEDOM and MGCN share (ConfigError naming the field)."""
+    check(cfg.embedding_dim >= 1, "embedding_dim", f"must be >= 1, got {cfg.embedding_dim}")
+    check(cfg.knn_k >= 1, "knn_k", f"must be >= 1, got {cfg.knn_k}")
+    check(cfg.n_layers >= 0, "n_layers", f"must be >= 0, got {cfg.n_layers}")
+    check(cfg.n_ui_layers >= 0, "n_ui_layers", f"must be >= 0, got {cfg.n_ui_layers}")
+    check(0 <= cfg.dropout < 1, "dropout", f"must be in [0, 1), got {cfg.dropout}")
 
 
 def parse_weights(spec: str) -> dict[str, float]:

@@ -43,7 +43,7 @@ from ..options import FitOptions
 from ..training.losses import info_nce
 from ..training.tasks import PairBatch, bpr_on_tables
 from ..training.trainer import TrainConfig
-from .freedom import ColdItems, FREEDOMTask, _SpMM, knn_graph, modality_matrices
+from .freedom import ColdItems, FREEDOMTask, _SpMM, check_graph_fields, knn_graph, modality_matrices
 from .lightgcn import GraphEmbeddingModule, normalized_adjacency, propagate
 from .trainable import EmbeddingRecommender
 
@@ -79,14 +79,10 @@ class MGCNConfig(TrainConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        check(self.embedding_dim >= 1, "embedding_dim", f"must be >= 1, got {self.embedding_dim}")
-        check(self.knn_k >= 1, "knn_k", f"must be >= 1, got {self.knn_k}")
-        check(self.n_layers >= 0, "n_layers", f"must be >= 0, got {self.n_layers}")
-        check(self.n_ui_layers >= 0, "n_ui_layers", f"must be >= 0, got {self.n_ui_layers}")
+        check_graph_fields(self)
         check(self.reg_weight >= 0, "reg_weight", f"must be >= 0, got {self.reg_weight}")
         check(self.cl_weight >= 0, "cl_weight", f"must be >= 0, got {self.cl_weight}")
         check(self.temperature > 0, "temperature", f"must be > 0, got {self.temperature}")
-        check(0 <= self.dropout < 1, "dropout", f"must be in [0, 1), got {self.dropout}")
 
 
 def _gate(dim: int) -> nn.Sequential:
