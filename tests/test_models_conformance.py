@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from recembed.models.registry import MODELS
+from recembed.models.registry import MODELS, model_class
 from recembed.testing.conformance import ContentConformance, RecommenderConformance
 
 
@@ -32,6 +32,28 @@ class TestBPR(RecommenderConformance):
 class TestLightGCN(RecommenderConformance):
     model_name = "lightgcn"
     params = {"epochs": 25, "learning_rate": 0.01, "batch_size": 1024, "num_layers": 2, "patience": 0}
+
+
+class TestLightGCNXavier(RecommenderConformance):
+    model_name = "lightgcn"
+    params = {**TestLightGCN.params, "init": "xavier"}
+
+
+def test_lightgcn_init_option_sets_the_layer0_scale() -> None:
+    from recembed.options import FitOptions
+    from recembed.testing.fixtures import planted_split
+
+    train = planted_split().train.csr("binary")
+    stds = {}
+    for init in ("normal", "xavier"):
+        model = model_class("lightgcn")(init=init)
+        model._context = {}
+        module, _ = model._build(train, FitOptions(show_progress=False))
+        users, items = module.ego()
+        stds[init] = (float(users.detach().std()), float(items.detach().std()))
+    assert abs(stds["normal"][0] - 0.1) < 0.01
+    for block, rows in zip(stds["xavier"], train.shape):
+        assert abs(block - (2.0 / (rows + 64)) ** 0.5) < 0.15 * (2.0 / (rows + 64)) ** 0.5
 
 
 class TestSimGCL(RecommenderConformance):

@@ -42,6 +42,9 @@ class LightGCNConfig(TrainConfig):
     log_q: bool = True
     """Subtract log item frequency from in-batch logits (``loss=softmax`` only; Yi et al. 2019): corrects the
     popularity skew of in-batch negatives, which also removes popularity from the learned scores."""
+    init: Literal["normal", "xavier"] = "normal"
+    """Layer-0 initialisation: N(0, 0.1) (LightGCN's code) or Xavier per table (RecBole's; std about
+    sqrt(2 / rows), far smaller on large tables)."""
     learning_rate: float = 1e-3
     """Adam step size."""
     batch_size: int = 2048
@@ -133,7 +136,8 @@ class LightGCN(EmbeddingRecommender):
 
     def _build(self, train: sp.csr_matrix, options: FitOptions) -> tuple[nn.Module, BPRTask | SoftmaxTask]:
         cfg = self.config
-        module = LightGCNModule.for_interactions(train, cfg.embedding_dim, cfg.num_layers)
+        module = LightGCNModule(normalized_adjacency(train), train.shape[0], train.shape[1], cfg.embedding_dim,
+                                cfg.num_layers, init=cfg.init)
         if cfg.loss == "softmax":
             return module, SoftmaxTask(train, cfg.batch_size, temperature=cfg.temperature, reg_weight=cfg.reg_weight,
                                        log_q=cfg.log_q)
