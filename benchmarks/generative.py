@@ -45,6 +45,12 @@ def runs(data_root: str, sid_dir: Path) -> list[tuple[str, str, list[str]]]:
                                                              "embedding_dim=128", "dropout=0.2", "patience=0",
                                                              "lr_schedule=cosine", "epochs=50",
                                                              "time_budget_s=3900"]))
+        # the paper's depth and width (4 + 4 blocks, 128-d), cosine over 80 epochs (about 2.5 h on one core; the
+        # RESULTS row ran with --checkpoint-dir and --resume across two sessions)
+        out.append(("tiger/cf-rqvae/4x4-cosine", "tiger", [f"semantic_ids={sid_dir / 'cf-rqvae'}", TIGER[0],
+                                                            "embedding_dim=128", "num_layers=4", "decoder_layers=4",
+                                                            "dropout=0.2", "patience=0", "lr_schedule=cosine",
+                                                            "epochs=80"]))
     sasrec = ["dropout=0.5", "patience=10", "time_budget_s=1200"]
     out += [
         ("sasrec/ids", "sasrec", sasrec),
