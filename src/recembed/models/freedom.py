@@ -259,13 +259,13 @@ class FREEDOMModule(GraphEmbeddingModule):
         return self.proj[m](self.feats[m][items])
 
 
-class FREEDOMTask(BPRTask):
-    """BPR + modality BPR terms; each epoch first samples the pruned user-item graph from the epoch's rng."""
+class PrunedGraphTask(BPRTask):
+    """BPR triples whose epochs first sample a pruned user-item graph (``self.pruned``) from the epoch's rng:
+    FREEDOM's degree-sensitive edge pruning (also MGCN's ``dropout`` extension). Subclasses write the loss."""
 
-    def __init__(self, train: sp.csr_matrix, batch_size: int, *, reg_weight: float, dropout: float,
-                 l2_weight: float = 0.0, num_negatives: int = 1) -> None:
+    def __init__(self, train: sp.csr_matrix, batch_size: int, *, dropout: float, num_negatives: int = 1) -> None:
         super().__init__(train, batch_size, num_negatives=num_negatives)
-        self.modality_weight, self.dropout, self.l2_weight = reg_weight, dropout, l2_weight
+        self.dropout = dropout
         self.shape = train.shape
         du = np.bincount(self.users, minlength=train.shape[0]).astype(np.float64)
         di = np.bincount(self.items, minlength=train.shape[1]).astype(np.float64)
@@ -287,6 +287,15 @@ class FREEDOMTask(BPRTask):
     def batches(self, epoch: int, rng: np.random.Generator) -> Iterator[PairBatch]:
         self.pruned = self.prune(rng)
         yield from super().batches(epoch, rng)
+
+
+class FREEDOMTask(PrunedGraphTask):
+    """BPR + modality BPR terms on the pruned graph."""
+
+    def __init__(self, train: sp.csr_matrix, batch_size: int, *, reg_weight: float, dropout: float,
+                 l2_weight: float = 0.0, num_negatives: int = 1) -> None:
+        super().__init__(train, batch_size, dropout=dropout, num_negatives=num_negatives)
+        self.modality_weight, self.l2_weight = reg_weight, l2_weight
 
     def loss(self, module: FREEDOMModule, batch: PairBatch, epoch: int) -> torch.Tensor:
         users, items = module(self.pruned)

@@ -114,9 +114,10 @@ class GraphEmbeddingModule(nn.Module):
                     nn.init.xavier_uniform_(block)  # SELFRec (SimGCL / XSimGCL), per table
 
     @classmethod
-    def for_interactions(cls, train: sp.csr_matrix, dim: int, num_layers: int):  # noqa: ANN206
-        """The module over the normalised bipartite graph of ``train`` (users x items)."""
-        return cls(normalized_adjacency(train), train.shape[0], train.shape[1], dim, num_layers)
+    def for_interactions(cls, train: sp.csr_matrix, dim: int, num_layers: int, **kwargs):  # noqa: ANN003, ANN206
+        """The module over the normalised bipartite graph of ``train`` (users x items); ``kwargs`` go to the
+        constructor (e.g. ``init``)."""
+        return cls(normalized_adjacency(train), train.shape[0], train.shape[1], dim, num_layers, **kwargs)
 
     def ego(self) -> tuple[torch.Tensor, torch.Tensor]:
         return self.split(self.weight)
@@ -136,8 +137,7 @@ class LightGCN(EmbeddingRecommender):
 
     def _build(self, train: sp.csr_matrix, options: FitOptions) -> tuple[nn.Module, BPRTask | SoftmaxTask]:
         cfg = self.config
-        module = LightGCNModule(normalized_adjacency(train), train.shape[0], train.shape[1], cfg.embedding_dim,
-                                cfg.num_layers, init=cfg.init)
+        module = LightGCNModule.for_interactions(train, cfg.embedding_dim, cfg.num_layers, init=cfg.init)
         if cfg.loss == "softmax":
             return module, SoftmaxTask(train, cfg.batch_size, temperature=cfg.temperature, reg_weight=cfg.reg_weight,
                                        log_q=cfg.log_q)

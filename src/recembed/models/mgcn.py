@@ -43,7 +43,7 @@ from ..options import FitOptions
 from ..training.losses import info_nce
 from ..training.tasks import PairBatch, bpr_on_tables
 from ..training.trainer import TrainConfig
-from .freedom import ColdItems, FREEDOMTask, _SpMM, check_graph_fields, knn_graph, modality_matrices
+from .freedom import ColdItems, PrunedGraphTask, _SpMM, check_graph_fields, knn_graph, modality_matrices
 from .lightgcn import GraphEmbeddingModule, normalized_adjacency, propagate
 from .trainable import EmbeddingRecommender
 
@@ -133,12 +133,12 @@ class MGCNModule(GraphEmbeddingModule):
         return users, items
 
 
-class MGCNTask(FREEDOMTask):
+class MGCNTask(PrunedGraphTask):
     """BPR + L2 on the final rows + InfoNCE between the views; optional FREEDOM pruning per epoch."""
 
     def __init__(self, train: sp.csr_matrix, batch_size: int, *, reg_weight: float, cl_weight: float,
                  temperature: float, dropout: float) -> None:
-        super().__init__(train, batch_size, reg_weight=0.0, dropout=dropout)
+        super().__init__(train, batch_size, dropout=dropout)
         self.row_l2, self.cl_weight, self.temperature = reg_weight, cl_weight, temperature
 
     def loss(self, module: MGCNModule, batch: PairBatch, epoch: int) -> torch.Tensor:
