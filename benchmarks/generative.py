@@ -51,6 +51,10 @@ def runs(data_root: str, sid_dir: Path) -> list[tuple[str, str, list[str]]]:
                                                             "embedding_dim=128", "num_layers=4", "decoder_layers=4",
                                                             "dropout=0.2", "patience=0", "lr_schedule=cosine",
                                                             "epochs=80"]))
+    # LETTER's codes (text + CF) at the paper's depth and width, otherwise as tiger/cf-rqvae/4x4-cosine
+    out.append(("tiger/letter/4x4-cosine", "tiger", [f"semantic_ids={letter}", "id_offset=-1", TIGER[0],
+                                                      "embedding_dim=128", "num_layers=4", "decoder_layers=4",
+                                                      "dropout=0.2", "patience=0", "lr_schedule=cosine", "epochs=80"]))
     sasrec = ["dropout=0.5", "patience=10", "time_budget_s=1200"]
     out += [
         ("sasrec/ids", "sasrec", sasrec),

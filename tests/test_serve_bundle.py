@@ -25,6 +25,7 @@ FAMILIES = {  # one or more models of each family: history, popularity, VAE, emb
     "bpr": FAST, "lightgcn": {**FAST, "num_layers": 1}, "directau": FAST,
     "vbpr": FAST, "cease": {"l2": 50.0}, "alpharec": {**FAST, "embedding_dim": 16, "num_negatives": 32},
     "sasrec": FAST, "gru4rec": FAST, "bert4rec": FAST,
+    "ensemble": {"members": ("bpr", "ease"), "params": "bpr.epochs=1;bpr.patience=0;l2=50"},
 }
 CONTENT = {"vbpr", "cease", "alpharec"}
 

@@ -149,15 +149,30 @@ def fit_and_evaluate(
     t0 = time.perf_counter()
     model.fit(split.train, options=options, valid=watch, item_table=dataset.item_table, items=dataset.items)
     fit_seconds = time.perf_counter() - t0
+    config = {"model": model_name, "params": config_to_dict(model.config), "seed": options.seed,
+              "data": data_spec or {"name": dataset.name}, "split": split.spec, "ks": list(ks)}
+    return evaluate_run(model, split, dataset_name=dataset.name, titles=dataset.item_titles(), ks=ks,
+                        fit_seconds=fit_seconds, out_dir=out_dir, config=config, show_progress=options.show_progress,
+                        history_metrics_on="test (monitor only)" if monitor_test else "valid")
+
+
+def evaluate_run(model: Recommender, split: Split, *, dataset_name: str, titles: np.ndarray | None = None,
+                 ks=DEFAULT_KS, fit_seconds: float = 0.0, out_dir: str | Path | None = None,
+                 config: dict[str, Any] | None = None, show_progress: bool = False,
+                 history_metrics_on: str = "valid") -> RunResult:
+    """Evaluate a fitted ``model`` on valid, test and the cold test items; write ``out_dir`` (a run directory
+    :func:`load_run` reads) when given. ``config`` is what ``config.json`` records."""
     t1 = time.perf_counter()
-    valid = evaluate_split(model, split, "valid", ks=ks, show_progress=options.show_progress)
-    test = evaluate_split(model, split, "test", ks=ks, show_progress=options.show_progress)
+    valid = evaluate_split(model, split, "valid", ks=ks, show_progress=show_progress)
+    test = evaluate_split(model, split, "test", ks=ks, show_progress=show_progress)
     cold = cold_test_items(split) if len(split.test) else np.zeros(0, dtype=bool)
     test_cold = evaluate_split(model, split, "test", ks=ks, candidates=cold) if cold.any() else None
     eval_seconds = time.perf_counter() - t1
+    config = config or {"model": model.name, "params": config_to_dict(model.config), "split": split.spec,
+                        "ks": list(ks)}
     metrics: dict[str, Any] = {
-        "model": model_name,
-        "dataset": dataset.name,
+        "model": config["model"],
+        "dataset": dataset_name,
         "split": split.spec,
         "split_hash": split.content_hash(),
         "split_sizes": split.sizes(),
@@ -175,15 +190,13 @@ def fit_and_evaluate(
             "best_valid": train_result.best_metric, "seconds_to_best_epoch": train_result.seconds_to_best,
             "stopped_early": train_result.stopped_early, "stopped_by_budget": train_result.stopped_by_budget,
             "weights": "best validation epoch" if model.config.select_best else "last epoch",
-            "history_metrics_on": "test (monitor only)" if monitor_test else "valid",
+            "history_metrics_on": history_metrics_on,
             "valid_candidates": getattr(model, "valid_candidates_", "all"),
         }
     if test is not None:
         metrics["test_slices"] = slices(test, split)
     if out_dir is not None:
-        write_run(Path(out_dir), model, dataset, split, metrics, test,
-                  config={"model": model_name, "params": config_to_dict(model.config), "seed": options.seed,
-                          "data": data_spec or {"name": dataset.name}, "split": split.spec, "ks": list(ks)})
+        write_run(Path(out_dir), model, dataset_name, titles, split, metrics, test, config=config)
     return RunResult(model, split, metrics, test, valid)
 
 
@@ -194,13 +207,12 @@ def _write_parquet(path: Path, table: pa.Table) -> None:
     atomic_write(path, lambda p: pq.write_table(table, p))
 
 
-def write_run(out: Path, model: Recommender, dataset: Dataset, split: Split, metrics: dict[str, Any],
-              test: EvalResult | None, config: dict[str, Any]) -> None:
+def write_run(out: Path, model: Recommender, dataset_name: str, titles: np.ndarray | None, split: Split,
+              metrics: dict[str, Any], test: EvalResult | None, config: dict[str, Any]) -> None:
     out.mkdir(parents=True, exist_ok=True)
     model.save(out / "model")
     _write_parquet(out / "users.parquet", pa.table({"id": split.users.arrow}))
     items = {"id": split.items.arrow}
-    titles = dataset.item_titles()
     if titles is not None:
         items["title"] = pa.array([str(t) for t in titles])
     _write_parquet(out / "items.parquet", pa.table(items))
@@ -220,7 +232,7 @@ def write_run(out: Path, model: Recommender, dataset: Dataset, split: Split, met
         from .training.plots import plot_history
 
         write_json(out / "history.json", history)
-        plot_history(history, out / "training_curve.png", title=f"{config['model']} on {dataset.name}",
+        plot_history(history, out / "training_curve.png", title=f"{config['model']} on {dataset_name}",
                      metric_label=f"{metrics.get('training', {}).get('history_metrics_on', 'valid')} metric")
     config = {**config, "recembed": __version__, "python": platform.python_version()}
     write_json(out / "config.json", config)

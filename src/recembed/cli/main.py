@@ -7,6 +7,7 @@
     recembed recommend RUN_DIR --history ID,ID,... [--k 10]
     recembed similar RUN_DIR --item ID [--k 10]
     recembed compare RUN_A RUN_B [--metric ndcg@10]
+    recembed ensemble RUN_A RUN_B ... --out RUN_DIR [--weights 1,1,...]
 """
 
 from __future__ import annotations
@@ -340,6 +341,52 @@ def compare(run_a: str, run_b: str, metric: str) -> None:
     console.print(f"{metric}: A {res['mean_a']:.4f}  B {res['mean_b']:.4f}  diff {res['diff']:+.4f}  "
                   f"users {res['users']}  t {res['t']:.3f}  p(t-test) {res['p_ttest']:.3g}  "
                   f"p(Wilcoxon) {res['p_wilcoxon']:.3g}")
+
+
+@cli.command()
+@click.argument("runs", nargs=-1, required=True, type=click.Path(exists=True, file_okay=False))
+@click.option("--out", "out_dir", required=True, type=click.Path(), help="Run directory to write.")
+@click.option("--weights", default="", help="One weight per run, comma-separated (default: equal).")
+@click.option("--combine", type=click.Choice(["zscore", "mean"]), default="zscore", show_default=True,
+              help="zscore: standardise each run's scores per user, then average; mean: average raw scores.")
+@click.option("--ks", default=None, help="Cut-offs K (default: the first run's).")
+@click.option("--threads", type=int, default=None, help="CPU threads for torch (default: library default).")
+@click.option("--no-progress", is_flag=True, help="Hide progress bars.")
+def ensemble(runs: tuple[str, ...], out_dir: str, weights: str, combine: str, ks: str | None,
+             threads: int | None, no_progress: bool) -> None:
+    """Combine runs fitted on the same split into one ensemble run (RUN_DIR/metrics.json, as `fit` writes)."""
+    from ..config import config_to_dict
+    from ..errors import DataError
+    from ..models.ensemble import Ensemble
+    from ..runs import HEADLINE, evaluate_run, load_run
+
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)
+    loaded = [load_run(r) for r in runs]
+    first = loaded[0]
+    for run in loaded[1:]:
+        if run.metrics.get("split_hash") != first.metrics.get("split_hash"):
+            raise DataError(f"fitted on a different split than {first.directory} (split_hash differs)",
+                            path=run.directory / "metrics.json")
+    try:
+        w = [float(x) for x in weights.split(",") if x.strip()] or None
+    except ValueError:
+        raise click.BadParameter(f"expected numbers separated by commas, got {weights!r}",
+                                 param_hint="--weights") from None
+    model = Ensemble.from_models([r.model for r in loaded], weights=w, combine=combine)
+    ks_tuple = tuple(int(k) for k in ks.split(",")) if ks else tuple(first.config.get("ks", (5, 10, 20, 50)))
+    config = {"model": "ensemble", "params": config_to_dict(model.config),
+              "member_runs": [str(Path(r).resolve()) for r in runs],
+              "seed": [r.config.get("seed") for r in loaded], "data": first.config.get("data"),
+              "split": first.split.spec, "ks": list(ks_tuple)}
+    result = evaluate_run(model, first.split, dataset_name=first.metrics.get("dataset", "?"), titles=first.titles,
+                          ks=ks_tuple, out_dir=out_dir, config=config, show_progress=not no_progress)
+    m = result.metrics
+    shown = {"valid": m["valid"], "test": m["test"], **({"test_cold": m["test_cold"]} if "test_cold" in m else {})}
+    console.print(_metrics_table(f"ensemble of {len(runs)} runs", shown, HEADLINE))
+    console.print(f"eval {m['eval_seconds']:.2f}s  peak RSS {m['peak_rss_mb']:.0f} MiB  -> {out_dir}/metrics.json")
 
 
 from .serve_cmds import register as _register_serve  # noqa: E402

@@ -133,13 +133,18 @@ class Recommender:
         return None
 
     def similar_items(self, item_idx: int | np.ndarray, k: int = 10) -> tuple[np.ndarray, np.ndarray]:
-        """The ``k`` most similar other items (cosine over item vectors unless a model overrides)."""
+        """The ``k`` most similar other items, by :meth:`similarity_rows`."""
         self._check_fitted()
+        return self._topk_rows(self.similarity_rows, item_idx, k)
+
+    def similarity_rows(self, item_idx: np.ndarray) -> np.ndarray:
+        """``(b, num_items)`` similarity of the given items to every item: the cosine over item vectors unless a
+        model overrides."""
         emb = self.item_embeddings()
         if emb is None:
             raise NotImplementedError(f"{type(self).__name__} has no item similarity")
         normed = emb / np.maximum(np.linalg.norm(emb, axis=1, keepdims=True), 1e-12)
-        return self._topk_rows(lambda idx: normed[idx] @ normed.T, item_idx, k)
+        return normed[item_idx] @ normed.T
 
     def _topk_rows(self, rows_fn: Any, item_idx: int | np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         from ..evaluation.ranking import rank_topk
@@ -217,7 +222,11 @@ class Recommender:
         model = target(build_config(target.Config, meta["config"]))
         model.num_users_, model.num_items_ = int(meta["num_users"]), int(meta["num_items"])
         model._set_state(state)
+        model._load_extra(directory)
         return model
+
+    def _load_extra(self, directory: Path) -> None:
+        """Models with saved parts beyond ``model.safetensors`` (an ensemble's members) read them here."""
 
 
 class HistoryRecommender(Recommender):
@@ -248,16 +257,12 @@ class HistoryRecommender(Recommender):
         rows.data[:] = 1.0  # binary, as the training rows (a repeated item sums otherwise)
         return self.score_history(rows)
 
-    def similar_items(self, item_idx: int | np.ndarray, k: int = 10) -> tuple[np.ndarray, np.ndarray]:
-        """Items scored highest for a history holding only the given item."""
-        self._check_fitted()
-
-        def rows(idx: np.ndarray) -> np.ndarray:
-            one_hot = sp.csr_matrix((np.ones(len(idx), dtype=np.float32), (np.arange(len(idx)), idx)),
-                                    shape=(len(idx), self.num_items_))
-            return self.score_history(one_hot)
-
-        return self._topk_rows(rows, item_idx, k)
+    def similarity_rows(self, item_idx: np.ndarray) -> np.ndarray:
+        """The scores of a history holding only the given item."""
+        idx = np.asarray(item_idx, dtype=np.int64)
+        one_hot = sp.csr_matrix((np.ones(len(idx), dtype=np.float32), (np.arange(len(idx)), idx)),
+                                shape=(len(idx), self.num_items_))
+        return self.score_history(one_hot)
 
     def _fit(self, train: Interactions, options: FitOptions, **context: Any) -> None:
         self.user_items_ = train.csr("binary")

@@ -66,16 +66,11 @@ class Random(Recommender):
             out[row] = np.random.default_rng([self.config.seed, 0, int(u)]).random(self.num_items_, dtype=np.float32)
         return out
 
-    def similar_items(self, item_idx: int | np.ndarray, k: int = 10) -> tuple[np.ndarray, np.ndarray]:
-        """A seeded random order of the other items (per item)."""
-        self._check_fitted()
-
-        def rows(items: np.ndarray) -> np.ndarray:
-            return np.stack([np.random.default_rng([self.config.seed, 1, int(i)]).random(self.num_items_,
-                                                                                          dtype=np.float32)
-                             for i in items])
-
-        return self._topk_rows(rows, item_idx, k)
+    def similarity_rows(self, item_idx: np.ndarray) -> np.ndarray:
+        """A seeded random order of the items (per item)."""
+        return np.stack([np.random.default_rng([self.config.seed, 1, int(i)]).random(self.num_items_,
+                                                                                      dtype=np.float32)
+                         for i in item_idx])
 
     def _state(self) -> dict[str, Any]:
         return {"user_items": self.user_items_}

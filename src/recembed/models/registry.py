@@ -34,6 +34,7 @@ MODELS: dict[str, str] = {
     "gru4rec": "recembed.models.gru4rec:GRU4Rec",
     "unisrec": "recembed.models.unisrec:UniSRec",
     "tiger": "recembed.models.tiger:TIGER",
+    "ensemble": "recembed.models.ensemble:Ensemble",
 }
 
 
