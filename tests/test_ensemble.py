@@ -126,6 +126,17 @@ def test_missing_member_is_a_clear_error(members, tmp_path) -> None:
         Recommender.load(tmp_path / "e")
 
 
+def test_cli_fit_ensemble_records_each_members_training(tmp_path) -> None:
+    res = CliRunner().invoke(cli, ["fit", "ensemble", "--data", "synthetic:tiny", "--out", str(tmp_path / "e"),
+                                   "--no-progress", "--set", "members=bpr,bpr",
+                                   "--set", "params=epochs=3;patience=0;learning_rate=0.01"])
+    assert res.exit_code == 0, res.output
+    m = json.loads((tmp_path / "e" / "metrics.json").read_text())
+    assert [x["model"] for x in m["members"]] == ["bpr", "bpr"]
+    assert all(x["epochs_run"] == 3 for x in m["members"])
+    assert (tmp_path / "e" / "model" / "members" / "1" / "model.safetensors").exists()
+
+
 def test_cli_ensemble_of_runs(tmp_path) -> None:
     runner = CliRunner()
     for model, sets in (("pop", []), ("ease", ["--set", "l2=50"])):

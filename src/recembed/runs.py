@@ -183,21 +183,31 @@ def evaluate_run(model: Recommender, split: Split, *, dataset_name: str, titles:
         "eval_seconds": round(eval_seconds, 3),
         "peak_rss_mb": round(peak_rss_mb(), 1),
     }
-    train_result = getattr(model, "train_result_", None)
-    if train_result is not None:
-        metrics["training"] = {
-            "epochs_run": len(train_result.history), "best_epoch": train_result.best_epoch,
-            "best_valid": train_result.best_metric, "seconds_to_best_epoch": train_result.seconds_to_best,
-            "stopped_early": train_result.stopped_early, "stopped_by_budget": train_result.stopped_by_budget,
-            "weights": "best validation epoch" if model.config.select_best else "last epoch",
-            "history_metrics_on": history_metrics_on,
-            "valid_candidates": getattr(model, "valid_candidates_", "all"),
-        }
+    training = _training_summary(model, history_metrics_on)
+    if training is not None:
+        metrics["training"] = training
+    members = getattr(model, "members_", None)  # an ensemble: each member's training
+    if members is not None:
+        metrics["members"] = [{"model": m.name, **(_training_summary(m, history_metrics_on) or {})} for m in members]
     if test is not None:
         metrics["test_slices"] = slices(test, split)
     if out_dir is not None:
         write_run(Path(out_dir), model, dataset_name, titles, split, metrics, test, config=config)
     return RunResult(model, split, metrics, test, valid)
+
+
+def _training_summary(model: Recommender, history_metrics_on: str) -> dict[str, Any] | None:
+    train_result = getattr(model, "train_result_", None)
+    if train_result is None:
+        return None
+    return {
+        "epochs_run": len(train_result.history), "best_epoch": train_result.best_epoch,
+        "best_valid": train_result.best_metric, "seconds_to_best_epoch": train_result.seconds_to_best,
+        "stopped_early": train_result.stopped_early, "stopped_by_budget": train_result.stopped_by_budget,
+        "weights": "best validation epoch" if model.config.select_best else "last epoch",
+        "history_metrics_on": history_metrics_on,
+        "valid_candidates": getattr(model, "valid_candidates_", "all"),
+    }
 
 
 # --------------------------------------------------------------------------------------------
