@@ -6,6 +6,9 @@ items, and text-encoding throughput. Every fit is its own `recembed fit` process
     python benchmarks/content.py --only cold            # cold-items:0.2 on ml-100k-text and scientific
     python benchmarks/content.py --only encode          # MiniLM items/s on 2 cores, then the same run from cache
     python benchmarks/content.py --only tiktok --models freedom,lightgcn   # a subset
+    python benchmarks/content.py --only tiktok-seeds    # 5 seeds per model, then each model's 5-seed ensemble
+    python benchmarks/content.py --only tiktok-ensemble-sizes --plot docs/img/tiktok_seed_ensembles.png
+                                                        # every subset of those seeds as an ensemble
 
 Results are merged into --out (JSON, one key per run); RESULTS.md quotes them with these commands.
 """
@@ -36,6 +39,14 @@ TIKTOK = [
     ("mgcn", EARLY, []),
     ("bm3", EARLY, []),
     ("alpharec", EARLY, []),
+]
+# seed spread and seed ensembles on tiktok-mm: the best ID-only and multimodal settings, seeds 2020, 1, 2, 3, 4
+SEEDS = [2020, 1, 2, 3, 4]
+TIKTOK_SEEDS = [
+    ("lightgcn", ["init=xavier", "num_layers=2", "reg_weight=1e-5", "valid_metric=ndcg@20", "patience=10"]),
+    ("multvae", ["valid_metric=ndcg@20", "patience=10"]),
+    ("freedom", ["dropout=0.3", "valid_metric=ndcg@20", "patience=10"]),
+    ("mgcn", ["valid_metric=ndcg@20", "patience=10"]),
 ]
 TEXT = ["--text-columns", "title,genres,summary"]  # encoded by the local MiniLM (cached) into 'minilm_text'
 ML100K_TEXT = [
@@ -99,11 +110,76 @@ def encode_runs(data_root: str) -> dict:
     return out
 
 
+def ensemble_cli(runs: list[Path], out: Path) -> dict:
+    """`recembed ensemble RUN ... --out OUT` over fitted runs (standardised-score average)."""
+    cmd = [sys.executable, "-m", "recembed.cli", "ensemble", *map(str, runs), "--out", str(out), "--no-progress",
+           "--threads", "1"]
+    t = time.perf_counter()
+    proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    if proc.returncode != 0:
+        return {"error": f"exit code {proc.returncode}", "stderr": proc.stderr[-2000:], "test": {}}
+    metrics = json.loads((out / "metrics.json").read_text())
+    metrics["process_wall_seconds"] = round(time.perf_counter() - t, 2)
+    metrics["command"] = "recembed " + " ".join(cmd[3:])
+    return metrics
+
+
+def ensemble_sizes(runs_dir: Path, models: list[str], plot: str | None) -> dict:
+    """Test N@20 / R@20 of every subset of each model's seed runs (from --only tiktok-seeds) as an ensemble."""
+    import itertools
+
+    import numpy as np
+
+    from recembed.models.ensemble import Ensemble
+    from recembed.runs import evaluate_split, load_run
+
+    out: dict = {}
+    for model in models:
+        runs = [load_run(runs_dir / f"tiktok-seeds-{model}-seed{seed}") for seed in SEEDS]
+        for size in range(1, len(runs) + 1):
+            ndcg, recall = [], []
+            for subset in itertools.combinations(runs, size):
+                ens = Ensemble.from_models([r.model for r in subset])
+                res = evaluate_split(ens, subset[0].split, "test", ks=(20,))
+                ndcg.append(res.summary["ndcg@20"])
+                recall.append(res.summary["recall@20"])
+            out[f"tiktok-ensemble-sizes/{model}/{size}"] = {
+                "subsets": len(ndcg), "ndcg@20_mean": float(np.mean(ndcg)), "ndcg@20_min": float(np.min(ndcg)),
+                "ndcg@20_max": float(np.max(ndcg)), "recall@20_mean": float(np.mean(recall))}
+            print(model, size, {k: round(v, 4) for k, v in out[f"tiktok-ensemble-sizes/{model}/{size}"].items()},
+                  flush=True)
+    if plot:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        fig, ax = plt.subplots(figsize=(6.4, 4.2))
+        for model in models:
+            rows = [out[f"tiktok-ensemble-sizes/{model}/{k}"] for k in range(1, len(SEEDS) + 1)]
+            x = np.arange(1, len(rows) + 1)
+            mean = [r["ndcg@20_mean"] for r in rows]
+            ax.plot(x, mean, marker="o", label=model)
+            ax.fill_between(x, [r["ndcg@20_min"] for r in rows], [r["ndcg@20_max"] for r in rows], alpha=0.15)
+        ax.axhline(0.0436, color="grey", linestyle="--", linewidth=1, label="RecBole LightGCN (PEERS.md, 1 run)")
+        ax.set_xlabel("seeds in the ensemble")
+        ax.set_ylabel("test NDCG@20 (mean over subsets; band: min-max)")
+        ax.set_title("tiktok-mm: seed ensembles (standardised-score average)")
+        ax.set_xticks(range(1, len(SEEDS) + 1))
+        ax.legend(fontsize=8)
+        fig.tight_layout()
+        Path(plot).parent.mkdir(parents=True, exist_ok=True)
+        fig.savefig(plot, dpi=120)
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--data-root", default=str(ROOT.parent / "shared" / "data"))
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "out" / "content.json"))
-    ap.add_argument("--only", choices=["tiktok", "ml-100k-text", "cold", "encode"], required=True)
+    ap.add_argument("--only", choices=["tiktok", "tiktok-seeds", "tiktok-ensemble-sizes", "ml-100k-text", "cold",
+                                       "encode"], required=True)
+    ap.add_argument("--plot", default=None, help="tiktok-ensemble-sizes: write the N@20-vs-size plot here.")
     ap.add_argument("--models", default=None, help="Comma-separated subset of the section's models.")
     args = ap.parse_args()
     runs_dir = Path(args.out).parent / "runs"
@@ -114,6 +190,22 @@ def main() -> None:
         results = {f"encode/ml-100k-text/{k}": v for k, v in encode_runs(args.data_root).items()}
         for k, v in results.items():
             print(k, {x: v.get(x) for x in ("seconds", "items_per_second", "text_stats", "process_wall_seconds")})
+    elif args.only == "tiktok-ensemble-sizes":
+        results = ensemble_sizes(runs_dir, [m for m, _ in TIKTOK_SEEDS if not wanted or m in wanted], args.plot)
+    elif args.only == "tiktok-seeds":
+        for model, sets in TIKTOK_SEEDS:
+            if wanted and model not in wanted:
+                continue
+            dirs = []
+            for seed in SEEDS:
+                key = f"tiktok-seeds/{model}/seed{seed}"
+                dirs.append(runs_dir / key.replace("/", "-"))
+                results[key] = run_cli(model, "tiktok-mm", "given", dirs[-1], args.data_root, sets,
+                                       [*threads, "--seed", str(seed)])
+                _show(key, results[key])
+            key = f"tiktok-seeds/{model}/ensemble{len(SEEDS)}"
+            results[key] = ensemble_cli(dirs, runs_dir / key.replace("/", "-"))
+            _show(key, results[key])
     elif args.only in ("tiktok", "ml-100k-text"):
         data = "tiktok-mm" if args.only == "tiktok" else "ml-100k-text"
         for model, sets, extra in (TIKTOK if args.only == "tiktok" else ML100K_TEXT):
