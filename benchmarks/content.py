@@ -54,6 +54,7 @@ ML100K_TEXT = [
     ("ease", [], []),
     ("ease", ["l2=500"], []),  # best validation N@20 of l2 in {100, 250, 500, 1000}
     ("lightgcn", EARLY, []),
+    ("multvae", ["valid_metric=ndcg@20", "patience=30", CAP], []),  # ID-only; patience past the KL annealing
     ("cease", ["features=minilm_text", "l2=500", "content_weight=20"], TEXT),  # best valid of a small grid
     ("vbpr", ["features=minilm_text", *EARLY], TEXT),
     ("freedom", ["features=minilm_text", *EARLY], TEXT),
