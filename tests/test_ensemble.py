@@ -4,6 +4,7 @@ save format, and the `recembed ensemble` command."""
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -158,3 +159,14 @@ def test_cli_ensemble_of_runs(tmp_path) -> None:
     res = runner.invoke(cli, ["ensemble", str(tmp_path / "pop5"), str(tmp_path / "ease"), "--out",
                               str(tmp_path / "bad")])
     assert res.exit_code != 0 and "split_hash differs" in str(res.exception)
+
+
+def test_members_checkpoint_in_their_own_folders_and_resume(tmp_path) -> None:
+    split = planted_split()
+    params = {"members": ("bpr", "bpr"), "params": BPR.replace("30", "4") + ";checkpoint_every=1"}
+    opts = FitOptions(seed=3, show_progress=False, checkpoint_dir=str(tmp_path / "ck"))
+    first = Ensemble(**params).fit(split.train, options=opts)
+    assert (tmp_path / "ck" / "member-0" / "checkpoint.json").exists()
+    assert (tmp_path / "ck" / "member-1" / "checkpoint.json").exists()
+    resumed = Ensemble(**params).fit(split.train, options=replace(opts, resume=True))
+    np.testing.assert_allclose(resumed.score(np.arange(6)), first.score(np.arange(6)), rtol=1e-5, atol=1e-6)
