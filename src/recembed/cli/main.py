@@ -35,6 +35,11 @@ def _parse_sets(values: tuple[str, ...]) -> dict[str, str]:
     return out
 
 
+def _run_parts(m: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """The metric parts of a run's metrics.json that the CLI shows: valid, test and test_cold if any."""
+    return {"valid": m["valid"], "test": m["test"], **({"test_cold": m["test_cold"]} if "test_cold" in m else {})}
+
+
 def _metrics_table(title: str, parts: dict[str, dict[str, Any]], names: tuple[str, ...]) -> RichTable:
     table = RichTable(title=title)
     table.add_column("split")
@@ -134,8 +139,7 @@ def fit(model: str, data: str, data_root: str | None, split_spec: str | None, se
         monitor_test=monitor_test,
     )
     m = result.metrics
-    shown = {"valid": m["valid"], "test": m["test"], **({"test_cold": m["test_cold"]} if "test_cold" in m else {})}
-    console.print(_metrics_table(f"{model} on {dataset.name}", shown, HEADLINE))
+    console.print(_metrics_table(f"{model} on {dataset.name}", _run_parts(m), HEADLINE))
     console.print(f"fit {m['fit_seconds']:.2f}s  eval {m['eval_seconds']:.2f}s  peak RSS {m['peak_rss_mb']:.0f} MiB"
                   f"  -> {out_dir}/metrics.json")
 
@@ -384,8 +388,7 @@ def ensemble(runs: tuple[str, ...], out_dir: str, weights: str, combine: str, ks
     result = evaluate_run(model, first.split, dataset_name=first.metrics.get("dataset", "?"), titles=first.titles,
                           ks=ks_tuple, out_dir=out_dir, config=config, show_progress=not no_progress)
     m = result.metrics
-    shown = {"valid": m["valid"], "test": m["test"], **({"test_cold": m["test_cold"]} if "test_cold" in m else {})}
-    console.print(_metrics_table(f"ensemble of {len(runs)} runs", shown, HEADLINE))
+    console.print(_metrics_table(f"ensemble of {len(runs)} runs", _run_parts(m), HEADLINE))
     console.print(f"eval {m['eval_seconds']:.2f}s  peak RSS {m['peak_rss_mb']:.0f} MiB  -> {out_dir}/metrics.json")
 
 
