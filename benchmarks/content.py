@@ -24,7 +24,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from foundation import ROOT, merge_results, run_cli
+from foundation import ROOT, merge_results, run_cli, run_command
 
 CAP = "time_budget_s=600"  # 10 minutes of training per model
 EARLY = ["valid_metric=ndcg@20", "patience=10", CAP]
@@ -115,14 +115,7 @@ def ensemble_cli(runs: list[Path], out: Path) -> dict:
     """`recembed ensemble RUN ... --out OUT` over fitted runs (standardised-score average)."""
     cmd = [sys.executable, "-m", "recembed.cli", "ensemble", *map(str, runs), "--out", str(out), "--no-progress",
            "--threads", "1"]
-    t = time.perf_counter()
-    proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
-    if proc.returncode != 0:
-        return {"error": f"exit code {proc.returncode}", "stderr": proc.stderr[-2000:], "test": {}}
-    metrics = json.loads((out / "metrics.json").read_text())
-    metrics["process_wall_seconds"] = round(time.perf_counter() - t, 2)
-    metrics["command"] = "recembed " + " ".join(cmd[3:])
-    return metrics
+    return run_command(cmd, out)
 
 
 def ensemble_sizes(runs_dir: Path, models: list[str], plot: str | None) -> dict:

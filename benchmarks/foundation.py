@@ -30,6 +30,12 @@ def run_cli(model: str, data: str, split: str | None, out: Path, data_root: str,
         cmd += ["--split", split]
     for s in sets:
         cmd += ["--set", s]
+    return run_command(cmd, out)
+
+
+def run_command(cmd: list[str], out: Path) -> dict:
+    """Run a `python -m recembed.cli ...` command that writes OUT/metrics.json; its metrics plus wall time and
+    command (a failure is recorded, not raised)."""
     t = time.perf_counter()
     proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
     wall = time.perf_counter() - t
