@@ -39,6 +39,7 @@ TIKTOK = [
     ("mgcn", EARLY, []),
     ("bm3", EARLY, []),
     ("alpharec", EARLY, []),
+    ("mmultvae", ["valid_metric=ndcg@20", "patience=30", CAP], []),
 ]
 # seed spread and seed ensembles on tiktok-mm: the best ID-only and multimodal settings, seeds 2020, 1, 2, 3, 4
 SEEDS = [2020, 1, 2, 3, 4]
@@ -47,6 +48,7 @@ TIKTOK_SEEDS = [
     ("multvae", ["valid_metric=ndcg@20", "patience=30"]),  # patience 10 stops 2 of 5 seeds in KL annealing
     ("freedom", ["dropout=0.3", "valid_metric=ndcg@20", "patience=10"]),
     ("mgcn", ["valid_metric=ndcg@20", "patience=10"]),
+    ("mmultvae", ["valid_metric=ndcg@20", "patience=30"]),  # MultVAE + frozen image/audio kNN graph
 ]
 TEXT = ["--text-columns", "title,genres,summary"]  # encoded by the local MiniLM (cached) into 'minilm_text'
 ML100K_TEXT = [
@@ -55,6 +57,7 @@ ML100K_TEXT = [
     ("ease", ["l2=500"], []),  # best validation N@20 of l2 in {100, 250, 500, 1000}
     ("lightgcn", EARLY, []),
     ("multvae", ["valid_metric=ndcg@20", "patience=30", CAP], []),  # ID-only; patience past the KL annealing
+    ("mmultvae", ["features=minilm_text", "valid_metric=ndcg@20", "patience=30", CAP], TEXT),
     ("cease", ["features=minilm_text", "l2=500", "content_weight=20"], TEXT),  # best valid of a small grid
     ("vbpr", ["features=minilm_text", *EARLY], TEXT),
     ("freedom", ["features=minilm_text", *EARLY], TEXT),
@@ -67,8 +70,9 @@ COLD_DATA = {
     "ml-100k-text": (["features=minilm_text"], TEXT),
     "scientific": (["features=text_feat,image_feat"], []),
 }
-COLD_MODELS = ["random", "pop", "ease", "lightgcn", "cease", "vbpr", "freedom", "mgcn", "bm3", "alpharec"]
-CONTENT_MODELS = {"cease", "vbpr", "freedom", "mgcn", "bm3", "alpharec"}
+COLD_MODELS = ["random", "pop", "ease", "lightgcn", "multvae", "cease", "vbpr", "freedom", "mgcn", "bm3", "alpharec",
+               "mmultvae"]
+CONTENT_MODELS = {"cease", "vbpr", "freedom", "mgcn", "bm3", "alpharec", "mmultvae"}
 COLD_CAP = ["valid_metric=ndcg@20", "patience=10", "time_budget_s=300"]
 
 
@@ -217,6 +221,8 @@ def main() -> None:
                 content = model in CONTENT_MODELS
                 trained = model not in ("random", "pop", "ease", "cease")
                 sets = ([*content_sets] if content else []) + (COLD_CAP if trained else [])
+                if "vae" in model:  # the VAEs' validation dips while the KL weight anneals: patience past it
+                    sets = [("patience=30" if s == "patience=10" else s) for s in sets]
                 key = _key(f"cold/{data}", model, sets)
                 results[key] = run_cli(model, data, "cold-items:0.2", runs_dir / key.replace("/", "-"),
                                        args.data_root, sets, [*threads, *(extra if content else [])])

@@ -22,12 +22,13 @@ FAMILIES = {  # one or more models of each family: history, popularity, VAE, emb
     "pop": {}, "random": {}, "itemknn": {"k": 20}, "ease": {"l2": 50.0}, "gfcf": {"num_factors": 16},
     "bspm": {"factor_dim": 16},
     "multvae": {**FAST, "hidden_dims": (32,), "latent_dim": 8, "batch_size": 64},
+    "mmultvae": {**FAST, "hidden_dims": (32,), "latent_dim": 8, "batch_size": 64},
     "bpr": FAST, "lightgcn": {**FAST, "num_layers": 1}, "directau": FAST,
     "vbpr": FAST, "cease": {"l2": 50.0}, "alpharec": {**FAST, "embedding_dim": 16, "num_negatives": 32},
     "sasrec": FAST, "gru4rec": FAST, "bert4rec": FAST,
     "ensemble": {"members": ("bpr", "ease"), "params": "bpr.epochs=1;bpr.patience=0;l2=50"},
 }
-CONTENT = {"vbpr", "cease", "alpharec"}
+CONTENT = {"vbpr", "cease", "alpharec", "mmultvae"}
 
 
 def _fit(name: str):  # noqa: ANN202

@@ -19,6 +19,7 @@ MODELS: dict[str, str] = {
     "bspm": "recembed.models.bspm:BSPM",
     "bpr": "recembed.models.bpr:BPR",
     "multvae": "recembed.models.multvae:MultVAE",
+    "mmultvae": "recembed.models.mmultvae:MMultVAE",
     "directau": "recembed.models.directau:DirectAU",
     "lightgcn": "recembed.models.lightgcn:LightGCN",
     "simgcl": "recembed.models.simgcl:SimGCL",
