@@ -171,14 +171,46 @@ def ensemble_sizes(runs_dir: Path, models: list[str], plot: str | None) -> dict:
     return out
 
 
+def seed_compare(runs_dir: Path, model_a: str, model_b: str, metric: str = "ndcg@20") -> dict:
+    """Paired tests of B against A over the test users, each user's metric averaged over the five seed runs
+    (from --only tiktok-seeds), plus the per-seed means and their paired differences."""
+    import numpy as np
+    import pyarrow.parquet as pq
+
+    from recembed.evaluation.significance import paired_test
+
+    def per_user(model: str) -> tuple[np.ndarray, np.ndarray, list[float]]:
+        cols = []
+        for seed in SEEDS:
+            t = pq.read_table(runs_dir / f"tiktok-seeds-{model}-seed{seed}" / "per_user_test.parquet",
+                              columns=["user_id", metric])
+            users = np.asarray(t["user_id"].to_pylist())
+            order = np.argsort(users)
+            cols.append((users[order], t[metric].to_numpy()[order]))
+        if any(not np.array_equal(u, cols[0][0]) for u, _ in cols):
+            raise SystemExit(f"{model}: the seed runs evaluate different test users")
+        return cols[0][0], np.mean([v for _, v in cols], axis=0), [float(v.mean()) for _, v in cols]
+
+    ua, va, seeds_a = per_user(model_a)
+    ub, vb, seeds_b = per_user(model_b)
+    diffs = np.subtract(seeds_b, seeds_a)
+    out = {f"tiktok-seed-compare/{model_a}/{model_b}/{metric}": {
+        **paired_test(ua, va, ub, vb), "per_seed_a": seeds_a, "per_seed_b": seeds_b,
+        "seeds_b_above_a": int((diffs > 0).sum()), "mean_seed_diff": float(diffs.mean()),
+        "relative_gain": float(np.mean(seeds_b) / np.mean(seeds_a) - 1.0)}}
+    print(json.dumps(out, indent=1))
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--data-root", default=str(ROOT.parent / "shared" / "data"))
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "out" / "content.json"))
-    ap.add_argument("--only", choices=["tiktok", "tiktok-seeds", "tiktok-ensemble-sizes", "ml-100k-text", "cold",
-                                       "encode"], required=True)
+    ap.add_argument("--only", choices=["tiktok", "tiktok-seeds", "tiktok-ensemble-sizes", "tiktok-seed-compare",
+                                       "ml-100k-text", "cold", "encode"], required=True)
     ap.add_argument("--plot", default=None, help="tiktok-ensemble-sizes: write the N@20-vs-size plot here.")
-    ap.add_argument("--models", default=None, help="Comma-separated subset of the section's models.")
+    ap.add_argument("--models", default=None, help="Comma-separated subset of the section's models "
+                    "(tiktok-seed-compare: the two models A,B).")
     args = ap.parse_args()
     runs_dir = Path(args.out).parent / "runs"
     wanted = set(args.models.split(",")) if args.models else None
@@ -188,6 +220,9 @@ def main() -> None:
         results = {f"encode/ml-100k-text/{k}": v for k, v in encode_runs(args.data_root).items()}
         for k, v in results.items():
             print(k, {x: v.get(x) for x in ("seconds", "items_per_second", "text_stats", "process_wall_seconds")})
+    elif args.only == "tiktok-seed-compare":
+        model_a, model_b = (args.models or "multvae,mmultvae").split(",")
+        results = seed_compare(runs_dir, model_a, model_b)
     elif args.only == "tiktok-ensemble-sizes":
         results = ensemble_sizes(runs_dir, [m for m, _ in TIKTOK_SEEDS if not wanted or m in wanted], args.plot)
     elif args.only == "tiktok-seeds":
