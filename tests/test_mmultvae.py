@@ -45,7 +45,7 @@ def test_item_blocks_follow_the_formula_and_bake_into_a_plain_vae(encoder_graph,
         enc_w, _, dec_w, dec_b = module.item_blocks()
         smooth = np.eye(len(s)) + 0.5 * s @ s
         expect_enc = smooth @ first.weight.T.numpy() if encoder_graph else first.weight.T.numpy()
-        np.testing.assert_allclose(enc_w.numpy(), expect_enc, rtol=1e-4, atol=1e-5)
+        np.testing.assert_allclose(enc_w.T.numpy(), expect_enc, rtol=1e-4, atol=1e-5)
         np.testing.assert_allclose(dec_w.numpy(), (smooth @ rows)[:, :-1], rtol=1e-4, atol=1e-5)
         np.testing.assert_allclose(dec_b.numpy(), (smooth @ rows)[:, -1], rtol=1e-4, atol=1e-5)
         x = torch.from_numpy(split.train.csr("binary")[:40].toarray().astype(np.float32))

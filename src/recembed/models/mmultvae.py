@@ -33,7 +33,6 @@ from typing import Literal
 import numpy as np
 import scipy.sparse as sp
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from ..config import check
@@ -94,9 +93,10 @@ class GraphMultVAEModule(MultVAEModule):
         return rows + self.graph_weight * h
 
     def item_blocks(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Final ``(encoder weight^T (I, H), encoder bias, decoder weight (I, H'), decoder bias (I,))``."""
+        """The smoothed per-item layers (``MultVAEModule.forward`` uses them): encoder weight (H, I), encoder
+        bias, decoder weight (I, H'), decoder bias (I,); cold items' decoder rows replaced in evaluation mode."""
         first, last = self.encoder[0], self.decoder[-1]
-        enc = self._smooth(first.weight.T.contiguous()) if self.encoder_graph else first.weight.T
+        enc = self._smooth(first.weight.T.contiguous()).T if self.encoder_graph else first.weight
         dec = torch.cat([last.weight, last.bias.unsqueeze(1)], dim=1)
         if self.content_proj is not None:
             dec = dec + self.content_proj(self.content)
@@ -104,20 +104,6 @@ class GraphMultVAEModule(MultVAEModule):
         if not self.training:
             dec = self.cold_items(dec)
         return enc, first.bias, dec[:, :-1], dec[:, -1]
-
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        enc_w, enc_b, dec_w, dec_b = self.item_blocks()
-        if x.is_sparse:
-            x = x.coalesce()
-            rows, vals = x.indices()[0], x.values()
-            norms = torch.zeros(x.shape[0], dtype=vals.dtype).index_add_(0, rows, vals * vals).sqrt()
-            vals = F.dropout(vals / norms[rows], self.dropout, training=self.training)
-            h = torch.sparse.mm(torch.sparse_coo_tensor(x.indices(), vals, x.shape, check_invariants=False), enc_w)
-        else:
-            h = F.dropout(F.normalize(x, dim=1), self.dropout, training=self.training) @ enc_w
-        mu, logvar = self.encoder[1:](h + enc_b).chunk(2, dim=1)
-        z = mu + torch.randn_like(mu) * torch.exp(0.5 * logvar) if self.training else mu
-        return self.decoder[:-1](z) @ dec_w.T + dec_b, mu, logvar
 
     def baked(self) -> MultVAEModule:
         """A plain :class:`MultVAEModule` computing the same evaluation-mode logits (graph folded in)."""
@@ -128,7 +114,7 @@ class GraphMultVAEModule(MultVAEModule):
         self.eval()
         with torch.no_grad():
             enc_w, _, dec_w, dec_b = self.item_blocks()
-            plain.encoder[0].weight.copy_(enc_w.T)
+            plain.encoder[0].weight.copy_(enc_w)
             plain.decoder[-1].weight.copy_(dec_w)
             plain.decoder[-1].bias.copy_(dec_b)
         self.train(was_training)

@@ -111,6 +111,12 @@ class MultVAEModule(nn.Module):
         self.encoder = _mlp([num_items, *hidden_dims, 2 * latent_dim])
         self.decoder = _mlp([latent_dim, *reversed(hidden_dims), num_items])
 
+    def item_blocks(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The per-item layers as used by ``forward``: ``(encoder weight (H, I), encoder bias (H,), decoder
+        weight (I, H'), decoder bias (I,))`` -- here the layers' own parameters (subclasses may transform them)."""
+        first, last = self.encoder[0], self.decoder[-1]
+        return first.weight, first.bias, last.weight, last.bias
+
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """``x`` (B, I) history rows, dense or sparse COO -> ``(logits (B, I), mu (B, Z), logvar (B, Z))``.
 
@@ -119,22 +125,21 @@ class MultVAEModule(nn.Module):
         of items x width); dropout then acts on the non-zeros only, which is the same distribution, since
         dropping a zero changes nothing.
         """
+        enc_w, enc_b, dec_w, dec_b = self.item_blocks()
         if x.is_sparse:
             x = x.coalesce()
             rows = x.indices()[0]
             vals = x.values()
             norms = torch.zeros(x.shape[0], dtype=vals.dtype).index_add_(0, rows, vals * vals).sqrt()
             vals = F.dropout(vals / norms[rows], self.dropout, training=self.training)  # unit rows, dropped out
-            first = self.encoder[0]
-            h = torch.sparse.mm(torch.sparse_coo_tensor(x.indices(), vals, x.shape, check_invariants=False), first.weight.T) + first.bias
-            enc = self.encoder[1:](h)
+            unit = torch.sparse_coo_tensor(x.indices(), vals, x.shape, check_invariants=False)
+            h = torch.sparse.mm(unit, enc_w.T) + enc_b
         else:
             h = F.normalize(x, dim=1)  # (B, I), unit rows (an empty row stays zero)
-            h = F.dropout(h, self.dropout, training=self.training)
-            enc = self.encoder(h)
-        mu, logvar = enc.chunk(2, dim=1)  # (B, Z) each
+            h = F.linear(F.dropout(h, self.dropout, training=self.training), enc_w, enc_b)
+        mu, logvar = self.encoder[1:](h).chunk(2, dim=1)  # (B, Z) each
         z = mu + torch.randn_like(mu) * torch.exp(0.5 * logvar) if self.training else mu
-        return self.decoder(z), mu, logvar
+        return F.linear(self.decoder[:-1](z), dec_w, dec_b), mu, logvar
 
 
 # -- training task ---------------------------------------------------------------------------------
