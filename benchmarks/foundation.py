@@ -107,7 +107,8 @@ def main() -> None:
                                    runs_dir / ("gowalla-" + model + ("-" + "-".join(sets) if sets else "")),
                                    args.data_root, sets)
             r = results[key]
-            print(key, r.get("error", ""), {k: round(v, 4) for k, v in r["test"].items() if k in ("recall@20", "ndcg@20")},
+            headline = {k: round(v, 4) for k, v in r["test"].items() if k in ("recall@20", "ndcg@20")}
+            print(key, r.get("error", ""), headline,
                   "fit", r.get("fit_seconds"), "eval", r.get("eval_seconds"), "rss", r.get("peak_rss_mb"), flush=True)
     merge_results(args.out, results)
 

@@ -38,6 +38,25 @@ def test_evaluate_rescores_identically(runs) -> None:
     assert "matches the stored test metrics: True" in res.output
 
 
+def test_evaluate_part_and_json(runs, tmp_path) -> None:
+    out = tmp_path / "scores.json"
+    res = CliRunner().invoke(cli, ["evaluate", str(runs / "ease"), "--part", "test", "--json", str(out)])
+    assert res.exit_code == 0, res.output
+    got, stored = json.loads(out.read_text()), json.loads((runs / "ease" / "metrics.json").read_text())
+    assert "valid" not in got and got["settings"] == {}
+    assert got["test"]["ndcg@10"] == pytest.approx(stored["test"]["ndcg@10"], abs=1e-9)
+
+
+def test_evaluate_refuses_settings_that_shape_the_model(runs) -> None:
+    runner = CliRunner()
+    before = (runs / "ease" / "metrics.json").read_text()
+    res = runner.invoke(cli, ["evaluate", str(runs / "ease"), "--set", "l2=5"])
+    assert res.exit_code != 0 and "l2" in res.output and "cannot change after ease is fitted" in res.output
+    res = runner.invoke(cli, ["evaluate", str(runs / "ease"), "--write", "--part", "test"])
+    assert res.exit_code != 0 and "--write" in res.output
+    assert (runs / "ease" / "metrics.json").read_text() == before
+
+
 def test_recommend_prints_titles(runs) -> None:
     res = CliRunner().invoke(cli, ["recommend", str(runs / "ease"), "--user", "u3", "--k", "5"])
     assert res.exit_code == 0, res.output
@@ -60,7 +79,8 @@ def test_unknown_model_and_bad_set(tmp_path) -> None:
     runner = CliRunner()
     res = runner.invoke(cli, ["fit", "nosuchmodel", "--data", "synthetic:tiny", "--out", str(tmp_path / "x")])
     assert res.exit_code != 0 and "nosuchmodel" in str(res.exception)
-    res = runner.invoke(cli, ["fit", "ease", "--data", "synthetic:tiny", "--set", "l2=abc", "--out", str(tmp_path / "y")])
+    res = runner.invoke(cli, ["fit", "ease", "--data", "synthetic:tiny", "--set", "l2=abc",
+                              "--out", str(tmp_path / "y")])
     assert res.exit_code != 0 and "l2" in str(res.exception)
     assert not (tmp_path / "y" / "metrics.json").exists()
 

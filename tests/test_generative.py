@@ -147,10 +147,36 @@ class TestTIGER(SequentialConformance):
         assert ours > 3 * base, (ours, base)
 
 
+    def test_beam_size_changes_after_fitting(self, fitted) -> None:  # noqa: ANN001
+        """beam_size is an inference-time key: a wider beam keeps the narrow beam's best item on top and
+        ranks more items exactly; keys that shape the model cannot change after fitting."""
+        model, split = fitted
+        tokens = np.zeros((3, model.config.max_len), np.int64)
+        tokens[:, -4:] = np.arange(1, 13).reshape(3, 4)
+        with torch.no_grad():
+            narrow = model.decode_top(model.module_, tokens)[0]
+            model.with_inference(beam_size=15)
+            try:
+                wide = model.decode_top(model.module_, tokens)[0]
+            finally:
+                model.with_inference(beam_size=self.params["beam_size"])
+        assert narrow.shape == (3, 10) and wide.shape == (3, 15)
+        assert ((wide >= 0) & (wide < model.num_items_)).all()
+        with pytest.raises(ConfigError, match="embedding_dim"):
+            model.with_inference(embedding_dim=64)
+        assert model.config.beam_size == self.params["beam_size"]
+
+
 class TestTIGERCodeTokens(TestTIGER):
     """The paper's encoder input: one token per code of every history item."""
 
     params: ClassVar[dict[str, Any]] = {**TestTIGER.params, "encoder_tokens": "code"}
+
+
+class TestTIGERBidirectional(TestTIGER):
+    """The paper's encoder: every history item reads the whole history; one example per (prefix, next item)."""
+
+    params: ClassVar[dict[str, Any]] = {**TestTIGER.params, "encoder": "bidirectional"}
 
 
 def test_semantic_ids_must_match_the_catalog(tmp_path: Path) -> None:
@@ -172,6 +198,19 @@ def test_letter_codes_for_amazon_seq() -> None:
     assert sid.codes.shape == (12101, 4) and sid.stats()["distinct_tuples"] == 12088
     trie = CodeTrie(sid.deduplicated().codes)
     assert trie.num_items == 12101
+
+
+@pytest.mark.parametrize("use_id", [True, False])
+def test_semantic_item_inputs_are_rows_of_the_output_table(use_id: bool) -> None:
+    from recembed.models._sidemb import SemanticItemTable
+
+    rng = np.random.default_rng(0)
+    codes = np.stack([rng.integers(0, 8, 50), rng.integers(0, 8, 50), np.arange(50) % 3], axis=1)
+    table = SemanticItemTable(codes, 16, "prefix", use_id)
+    tokens = torch.from_numpy(rng.integers(0, 51, (4, 7)))
+    rows = table.table()
+    want = torch.cat([rows.new_zeros(1, 16), rows])[tokens]
+    torch.testing.assert_close(table.emb(tokens), want, rtol=0, atol=0)
 
 
 def test_sasrec_with_semantic_id_features(tmp_path: Path) -> None:
@@ -211,3 +250,10 @@ def test_encoder_states_do_not_see_later_items(encoder_tokens: str) -> None:
     group = module.group
     torch.testing.assert_close(a[:, : 12 * group], b[:, : 12 * group])
     assert not torch.allclose(a[:, 12 * group :], b[:, 12 * group :])
+    # the paper's bidirectional encoder: earlier states do read later items
+    bi = TIGER(levels=2, codebook=8, embedding_dim=16, num_heads=2, epochs=1, encoder_tokens=encoder_tokens,
+               encoder="bidirectional")
+    bi.fit(ds.interactions, options=QUIET)
+    with torch.no_grad():
+        a, b = bi.module_.eval().encode(tokens), bi.module_.encode(changed)
+    assert not torch.allclose(a[:, : 12 * group], b[:, : 12 * group])

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import pytest
+from conftest import DATA_ROOT, data_dir
 
 from recembed.data.catalog import load
 from recembed.data.splits import make_split
 from recembed.runs import evaluate_split, fit_and_evaluate
-
-from conftest import DATA_ROOT, data_dir
 
 # ../shared/benchmarks/PEERS.md (test metrics, full ranking)
 PEERS = {

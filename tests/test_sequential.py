@@ -20,7 +20,7 @@ from recembed.options import FitOptions
 from recembed.runs import evaluate_split
 from recembed.testing.conformance import RecommenderConformance
 from recembed.testing.fixtures import planted_sequences
-from recembed.training.sequences import MaskedItemTask, Sequences, windows
+from recembed.training.sequences import MaskedItemTask, PrefixTask, Sequences, prefixes, windows
 
 QUIET = FitOptions(show_progress=False, threads=1)
 FAST = {"patience": 0, "learning_rate": 5e-3, "batch_size": 64, "embedding_dim": 32, "max_len": 20}
@@ -52,6 +52,21 @@ def test_masked_windows_partition_items(lists: list[list[int]], size: int) -> No
     # every item once, except a user's oldest items when they would form a window of one
     want_max = sorted(i + 1 for s in lists if len(s) >= 2 for i in s)
     assert set(got) <= set(want_max) and len(got) >= len(want_max) - sum(len(s) >= 2 for s in lists)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.lists(st.integers(0, 30), min_size=0, max_size=30), min_size=1, max_size=8),
+       st.integers(1, 9))
+def test_prefixes_are_every_history_and_next_item(lists: list[list[int]], max_len: int) -> None:
+    rows = prefixes(Sequences.from_lists(lists), max_len)
+    want = sorted((tuple([0] * max(0, max_len - t) + [i + 1 for i in s[max(0, t - max_len):t]]), s[t] + 1)
+                  for s in lists for t in range(1, len(s)))
+    got = sorted((tuple(int(x) for x in r[:-1]), int(r[-1])) for r in rows)
+    assert got == want
+    task = PrefixTask(Sequences.from_lists([[1, 2, 3], [4, 5]]), max_len, 2, 10)
+    batches = list(task.batches(0, np.random.default_rng(0)))
+    assert sum(int((b.targets > 0).sum()) for b in batches) == 3
+    assert all((b.targets[:, :-1] == 0).all() and (b.inputs[:, -1] > 0).all() for b in batches)
 
 
 def test_last_and_extend() -> None:

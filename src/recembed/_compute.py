@@ -37,7 +37,8 @@ def spmm(rows: sp.csr_matrix, dense: np.ndarray) -> np.ndarray:
     return (torch_csr(rows) @ torch.from_numpy(np.ascontiguousarray(dense, dtype=np.float32))).numpy()
 
 
-def masked_topk(scores: np.ndarray, mask_rows: np.ndarray, mask_cols: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+def masked_topk(scores: np.ndarray, mask_rows: np.ndarray, mask_cols: np.ndarray, k: int
+                ) -> tuple[np.ndarray, np.ndarray]:
     """Set ``scores[mask_rows, mask_cols] = -inf`` (in place) and return the top ``k`` per row,
     best first: ``(items (B, k) int64, values (B, k) float32)``; ties go to the lower index."""
     scores[mask_rows, mask_cols] = -np.inf
@@ -55,7 +56,8 @@ def masked_topk(scores: np.ndarray, mask_rows: np.ndarray, mask_cols: np.ndarray
     fix = np.flatnonzero((n_tied > k - n_above) & np.isfinite(boundary))
     if len(fix):
         sub_ties = ties[fix]
-        keep = (scores[fix] > boundary[fix, None]) | (sub_ties & (np.cumsum(sub_ties, axis=1) <= (k - n_above[fix])[:, None]))
+        room = (k - n_above[fix])[:, None]  # tied slots left in each row
+        keep = (scores[fix] > boundary[fix, None]) | (sub_ties & (np.cumsum(sub_ties, axis=1) <= room))
         _, cols = np.nonzero(keep)  # exactly k per row, row-major
         items[fix] = cols.reshape(len(fix), k)
         values[fix] = np.take_along_axis(scores[fix], items[fix], axis=1)

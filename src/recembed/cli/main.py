@@ -217,29 +217,48 @@ def encode(data: str, data_root: str | None, text_columns: str, encoder: str, di
 @cli.command(name="evaluate")
 @click.argument("run_dir", type=click.Path(exists=True, file_okay=False))
 @click.option("--write", is_flag=True, help="Rewrite RUN_DIR/metrics.json with the new scores.")
-def evaluate_cmd(run_dir: str, write: bool) -> None:
+@click.option("--set", "sets", multiple=True,
+              help="Inference-time setting key=value (repeatable), e.g. beam_size=50 for tiger.")
+@click.option("--part", "parts_wanted", type=click.Choice(["all", "valid", "test"]), default="all",
+              show_default=True, help="Which held-out parts to score.")
+@click.option("--json", "json_out", type=click.Path(dir_okay=False), default=None,
+              help="Also write the scores (with the settings and seconds) to this JSON file.")
+def evaluate_cmd(run_dir: str, write: bool, sets: tuple[str, ...], parts_wanted: str,
+                 json_out: str | None) -> None:
     """Re-score a saved run (model and split are read from RUN_DIR)."""
     import time
 
     from ..io import write_json
     from ..runs import HEADLINE, cold_test_items, evaluate_split, load_run
 
+    overrides = _parse_sets(sets)
+    if write and (overrides or parts_wanted != "all"):
+        raise click.UsageError("--write keeps metrics.json the fitted run's own: it cannot go with --set or --part")
     run = load_run(run_dir)
+    if overrides:
+        try:
+            run.model.with_inference(**overrides)
+        except RecembedError as exc:
+            raise click.UsageError(str(exc)) from None
     ks = tuple(run.config.get("ks", (5, 10, 20, 50)))
     t = time.perf_counter()
     parts = {}
     for part in ("valid", "test"):
-        res = evaluate_split(run.model, run.split, part, ks=ks)
-        parts[part] = res.summary if res else {}
-    cold = cold_test_items(run.split) if len(run.split.test) else None
+        if parts_wanted in ("all", part):
+            res = evaluate_split(run.model, run.split, part, ks=ks)
+            parts[part] = res.summary if res else {}
+    cold = cold_test_items(run.split) if len(run.split.test) and parts_wanted != "valid" else None
     if cold is not None and cold.any():
         res = evaluate_split(run.model, run.split, "test", ks=ks, candidates=cold)
         parts["test_cold"] = {**res.summary, "candidate_items": int(cold.sum())} if res else {}
     seconds = time.perf_counter() - t
     console.print(_metrics_table(f"{run.config['model']} (re-scored)", parts, HEADLINE))
-    stored = run.metrics.get("test", {})
-    same = all(abs(stored.get(n, 0) - parts["test"].get(n, 0)) < 1e-9 for n in HEADLINE if n in stored)
-    console.print(f"eval {seconds:.2f}s; matches the stored test metrics: {same}")
+    if "test" in parts:
+        stored = run.metrics.get("test", {})
+        same = all(abs(stored.get(n, 0) - parts["test"].get(n, 0)) < 1e-9 for n in HEADLINE if n in stored)
+        console.print(f"eval {seconds:.2f}s; matches the stored test metrics: {same}")
+    if json_out:
+        write_json(json_out, {"run": str(run_dir), "settings": overrides, **parts, "eval_seconds": round(seconds, 3)})
     if write:
         write_json(Path(run_dir) / "metrics.json", {**run.metrics, **parts, "eval_seconds": round(seconds, 3)})
 

@@ -55,7 +55,8 @@ class SentenceEncoder:
     def __init__(self, *, model_dir: str | Path | None = None, batch_size: int = 64, max_length: int = 256,
                  cache_dir: str | Path | None = None, show_progress: bool = True, threads: int | None = None) -> None:
         self.model_dir = Path(model_dir) if model_dir else None
-        self.batch_size, self.max_length, self.show_progress, self.threads = batch_size, max_length, show_progress, threads
+        self.batch_size, self.max_length = batch_size, max_length
+        self.show_progress, self.threads = show_progress, threads
         self.cache = VectorCache(cache_dir, f"{self.key}-len{max_length}") if cache_dir else None
         self._model = None
         self.last_stats: dict[str, int] = {}

@@ -20,7 +20,6 @@ from typing import Literal
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 _HASH = 0x9E3779B1  # Knuth's multiplicative constant
@@ -62,8 +61,13 @@ class SemanticItemTable(nn.Module):
         return t + self.ids.weight if self.ids is not None else t
 
     def emb(self, tokens: torch.Tensor) -> torch.Tensor:
-        table = self.table()
-        return F.embedding(tokens, torch.cat([table.new_zeros(1, table.shape[1]), table]))
+        """Input vectors of ``tokens`` (item index + 1; 0 = padding -> zeros), summed for these tokens only
+        (the same numbers as rows of :meth:`table`, without building the whole table a second time per step)."""
+        idx = (tokens - 1).clamp_min(0)
+        v = self.ngrams(self.rows[idx]).sum(-2)
+        if self.ids is not None:
+            v = v + self.ids(idx)
+        return v * (tokens > 0).unsqueeze(-1).to(v.dtype)
 
     def logits(self, hidden: torch.Tensor, candidates: torch.Tensor | None = None) -> torch.Tensor:
         table = self.table()

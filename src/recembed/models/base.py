@@ -20,7 +20,7 @@ import scipy.sparse as sp
 
 from ..config import build_config, config_to_dict
 from ..data.interactions import Interactions
-from ..errors import DataError, NotFittedError
+from ..errors import ConfigError, DataError, NotFittedError
 from ..io import atomic_write, read_json, write_json
 from ..options import FitOptions
 
@@ -33,6 +33,9 @@ class Recommender:
 
     name: ClassVar[str]
     Config: ClassVar[type]
+    inference_keys: ClassVar[frozenset[str]] = frozenset()
+    """Config keys that only change how a fitted model scores (e.g. TIGER's beam size), not what it learnt:
+    :meth:`with_inference` may change them on a fitted or loaded model."""
 
     def __init__(self, config: Any | None = None, **overrides: Any) -> None:
         if config is None:
@@ -44,6 +47,16 @@ class Recommender:
         self.config = config
         self.num_users_: int | None = None
         self.num_items_: int | None = None
+
+    def with_inference(self, **overrides: Any) -> Self:
+        """Change inference-time settings (keys in ``inference_keys``) of this fitted model in place."""
+        bad = sorted(set(overrides) - self.inference_keys)
+        if bad:
+            allowed = sorted(self.inference_keys) or "none"
+            raise ConfigError(f"{bad} cannot change after {self.name} is fitted (they shape what it learns); "
+                              f"inference-time keys of {self.name}: {allowed}")
+        self.config = build_config(self.Config, {**config_to_dict(self.config), **overrides})
+        return self
 
     def __repr__(self) -> str:
         params = ", ".join(f"{k}={v!r}" for k, v in config_to_dict(self.config).items())

@@ -66,6 +66,8 @@ class SequentialRecommender(TrainableRecommender):
     read shapes from when loading) and may override ``_task(sequences) -> Task``; ``_context_tokens`` may change how a
     history becomes the encoder input (BERT4Rec appends its mask token)."""
 
+    inference_keys = frozenset({"eval_batch_size"})
+
     sequences_: Sequences
     module_: nn.Module
 

@@ -15,9 +15,10 @@ Where this differs from the paper's T5 encoder-decoder, and why (a 2-core CPU, n
   *sum* of its code embeddings (one table per level, shared with the decoder's inputs), at one position; the
   paper spends ``L`` positions per item, which ``encoder_tokens="code"`` does (code embedding + item position +
   level embedding; attention block-causal by item: a token sees every code of its own and earlier items).
-  The encoder is **causal**, so one pass yields the state after every prefix and a window trains the
-  next-item prediction at every position (as SASRec does); the paper's bidirectional encoder needs one pass
-  per (prefix, target) pair. Together that is ``L x (mean history length)`` fewer encoder tokens per epoch.
+  The encoder is **causal** by default, so one pass yields the state after every prefix and a window trains
+  the next-item prediction at every position (as SASRec does); the paper's bidirectional encoder
+  (``encoder="bidirectional"``) needs one example, and one pass, per (prefix, target) pair. Together that is
+  ``L x (mean history length)`` fewer encoder tokens per epoch.
 * **Decoder:** per target, inputs ``[BOS, c_1 .. c_{L-1}]`` plus level embeddings; causal self-attention
   over the levels; cross-attention to the encoder states up to the target's position. One linear head per
   level predicts that level's code (cross-entropy, averaged over levels).
@@ -50,7 +51,7 @@ from ..options import FitOptions
 from ..semantic.ids import SemanticIds
 from ..semantic.resolve import semantic_ids_for_fit, sid_from_state, sid_state
 from ..semantic.trie import CodeTrie
-from ..training.sequences import NextItemTask, SeqBatch, Sequences
+from ..training.sequences import NextItemTask, PrefixTask, SeqBatch, Sequences
 from ._seqnets import Attention, TransformerEncoder
 from .sequential import SequentialConfig, SequentialRecommender
 
@@ -80,6 +81,10 @@ class TIGERConfig(SequentialConfig):
     encoder_tokens: Literal["item", "code"] = "item"
     """Encoder input: one token per history item (its code embeddings summed), or one token per code, as the
     paper (``max_len x levels`` tokens; a token sees every code of its own and earlier items)."""
+    encoder: Literal["causal", "bidirectional"] = "causal"
+    """``causal``: one encoder pass trains the next item after every position of a window (fast; see the
+    header); ``bidirectional``: as the paper, every history item attends to the whole history, and each
+    (history prefix, next item) pair is its own training example."""
     beam_size: int = 20
     """Beams kept while decoding; the final beam is the top of the ranking."""
     eval_batch_size: int = 256
@@ -94,6 +99,8 @@ class TIGERConfig(SequentialConfig):
         check(self.beam_size >= 1, "beam_size", f"must be >= 1, got {self.beam_size}")
         check(self.encoder_tokens in ("item", "code"), "encoder_tokens",
               f"must be 'item' or 'code', got {self.encoder_tokens!r}")
+        check(self.encoder in ("causal", "bidirectional"), "encoder",
+              f"must be 'causal' or 'bidirectional', got {self.encoder!r}")
         check(self.embedding_dim % self.num_heads == 0, "num_heads",
               f"embedding_dim {self.embedding_dim} is not divisible by {self.num_heads}")
 
@@ -143,8 +150,9 @@ class TIGERModule(nn.Module):
         self.code_emb = nn.Embedding(int(sum(sizes)), d)
         nn.init.normal_(self.code_emb.weight, std=0.02)
         self.group = self.levels if cfg.encoder_tokens == "code" else 1  # encoder states per history item
+        self.causal = cfg.encoder == "causal"
         self.encoder = TransformerEncoder(d, cfg.max_len, cfg.num_layers, cfg.num_heads, cfg.dropout, "bert",
-                                          causal=True, group=self.group)
+                                          causal=self.causal, group=self.group)
         if self.group > 1:
             self.enc_level = nn.Parameter(torch.randn(self.levels, d) * 0.02)
         self.bos = nn.Parameter(torch.randn(d) * 0.02)
@@ -195,10 +203,14 @@ class TIGERModule(nn.Module):
         return self.ln_f(x)
 
     def loss(self, inputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-        """Cross-entropy of every code of the item after every position, averaged over levels."""
+        """Cross-entropy of every code of the item after every position (a bidirectional encoder: after the
+        last position only, the only target its examples have), averaged over levels."""
         memory = self.encode(inputs)
-        codes = self.token_codes[targets] - self.offsets  # (B, T, L) level-local codes
-        hidden = self.decode(memory, inputs, codes[..., :-1])  # (B, T, L, D)
+        when = None
+        if not self.causal:
+            targets, when = targets[:, -1:], torch.tensor([inputs.shape[1] - 1])
+        codes = self.token_codes[targets] - self.offsets  # (B, Q, L) level-local codes
+        hidden = self.decode(memory, inputs, codes[..., :-1], when)  # (B, Q, L, D)
         sel = targets > 0
         h, c = hidden[sel], codes[sel]  # (M, L, D), (M, L)
         return sum(F.cross_entropy(head(h[:, lv]), c[:, lv]) for lv, head in enumerate(self.heads)) / self.levels
@@ -244,9 +256,14 @@ class TIGERTask(NextItemTask):
         return module.loss(batch.inputs, batch.targets)
 
 
+class TIGERPrefixTask(PrefixTask):
+    loss = TIGERTask.loss
+
+
 class TIGER(SequentialRecommender):
     name = "tiger"
     Config = TIGERConfig
+    inference_keys = SequentialRecommender.inference_keys | {"beam_size"}
 
     semantic_ids_: SemanticIds
     trie_: CodeTrie
@@ -261,7 +278,8 @@ class TIGER(SequentialRecommender):
 
     def _task(self, sequences: Sequences):  # noqa: ANN202
         c = self.config
-        return TIGERTask(sequences, c.max_len, c.batch_size, self.num_items_)
+        task = TIGERTask if c.encoder == "causal" else TIGERPrefixTask
+        return task(sequences, c.max_len, c.batch_size, self.num_items_)
 
     # -- decoding -----------------------------------------------------------------------------------
     def decode_top(self, module: TIGERModule, tokens: np.ndarray, beam: int | None = None

@@ -104,6 +104,22 @@ def windows(seqs: Sequences, size: int, stride: int | None = None, min_len: int 
     return out[(out > 0).sum(1) >= min_len]
 
 
+def prefixes(seqs: Sequences, max_len: int) -> np.ndarray:
+    """``(P, max_len + 1)`` tokens: one row per (history prefix, next item) pair of every sequence — the
+    prefix's last ``max_len`` items right-aligned (left-padded with 0) and the next item in the last column.
+    Every item but each sequence's first is the target of exactly one row."""
+    lengths = seqs.lengths()
+    starts = np.repeat(seqs.indptr[:-1], lengths)
+    targets = np.flatnonzero(np.arange(len(seqs.items)) > starts)  # positions with at least one item before
+    tokens = seqs.items + 1
+    out = np.zeros((len(targets), max_len + 1), dtype=np.int64)
+    for back in range(max_len + 1):  # column max_len - back holds the item ``back`` steps before the target
+        src = targets - back
+        ok = src >= starts[targets]
+        out[ok, max_len - back] = tokens[src[ok]]
+    return out
+
+
 def length_batches(tokens: np.ndarray, batch_size: int, rng: np.random.Generator) -> list[np.ndarray]:
     """Row indices of the batches of an epoch: rows sorted by length (ties in random order), cut into
     batches, the batches shuffled. Batches of similar lengths need little padding, which is most of the
@@ -156,6 +172,25 @@ class NextItemTask:
         sel = batch.targets > 0
         h, target = hidden[sel], batch.targets[sel] - 1
         return next_item_loss(module, h, target, self.num_items, self.num_negatives)
+
+
+class PrefixTask(NextItemTask):
+    """One example per (history prefix, next item) pair, the target in the last column only: for encoders
+    that read the whole history at once (bidirectional), where one pass cannot train every position."""
+
+    def __init__(self, seqs: Sequences, max_len: int, batch_size: int, num_items: int,
+                 num_negatives: int = 0) -> None:
+        self.windows = prefixes(seqs, max_len)
+        if len(self.windows) == 0:
+            raise DataError("no training sequence has two or more items; a sequential model needs histories")
+        self.batch_size, self.num_items, self.num_negatives = batch_size, num_items, num_negatives
+
+    def batches(self, epoch: int, rng: np.random.Generator) -> Iterator[SeqBatch]:
+        for rows in length_batches(self.windows, self.batch_size, rng):
+            w = trim_left(self.windows[rows])
+            targets = np.zeros_like(w[:, 1:])
+            targets[:, -1] = w[:, -1]
+            yield SeqBatch(torch.from_numpy(w[:, :-1]), torch.from_numpy(targets))
 
 
 def next_item_loss(module: nn.Module, h: torch.Tensor, target: torch.Tensor, num_items: int,
