@@ -154,10 +154,20 @@ class NextItemTask:
 
     def __init__(self, seqs: Sequences, max_len: int, batch_size: int, num_items: int,
                  num_negatives: int = 0) -> None:
-        self.windows = windows(seqs, max_len + 1, stride=max_len)
+        self.windows = self._rows(seqs, max_len)
         if len(self.windows) == 0:
             raise DataError("no training sequence has two or more items; a sequential model needs histories")
         self.batch_size, self.num_items, self.num_negatives = batch_size, num_items, num_negatives
+
+    @staticmethod
+    def _rows(seqs: Sequences, max_len: int) -> np.ndarray:
+        """The training rows: windows of ``max_len + 1`` items sharing one item with the next older window."""
+        return windows(seqs, max_len + 1, stride=max_len)
+
+    @staticmethod
+    def _targets(w: np.ndarray) -> np.ndarray:
+        """Targets of trimmed rows ``w``: the item after every input position."""
+        return w[:, 1:]
 
     def num_batches(self) -> int:
         return -(-len(self.windows) // self.batch_size)
@@ -165,7 +175,7 @@ class NextItemTask:
     def batches(self, epoch: int, rng: np.random.Generator) -> Iterator[SeqBatch]:
         for rows in length_batches(self.windows, self.batch_size, rng):
             w = trim_left(self.windows[rows])
-            yield SeqBatch(torch.from_numpy(w[:, :-1]), torch.from_numpy(w[:, 1:]))
+            yield SeqBatch(torch.from_numpy(w[:, :-1]), torch.from_numpy(self._targets(w)))
 
     def loss(self, module: nn.Module, batch: SeqBatch, epoch: int) -> torch.Tensor:
         hidden = module.encode(batch.inputs)
@@ -178,19 +188,13 @@ class PrefixTask(NextItemTask):
     """One example per (history prefix, next item) pair, the target in the last column only: for encoders
     that read the whole history at once (bidirectional), where one pass cannot train every position."""
 
-    def __init__(self, seqs: Sequences, max_len: int, batch_size: int, num_items: int,
-                 num_negatives: int = 0) -> None:
-        self.windows = prefixes(seqs, max_len)
-        if len(self.windows) == 0:
-            raise DataError("no training sequence has two or more items; a sequential model needs histories")
-        self.batch_size, self.num_items, self.num_negatives = batch_size, num_items, num_negatives
+    _rows = staticmethod(prefixes)
 
-    def batches(self, epoch: int, rng: np.random.Generator) -> Iterator[SeqBatch]:
-        for rows in length_batches(self.windows, self.batch_size, rng):
-            w = trim_left(self.windows[rows])
-            targets = np.zeros_like(w[:, 1:])
-            targets[:, -1] = w[:, -1]
-            yield SeqBatch(torch.from_numpy(w[:, :-1]), torch.from_numpy(targets))
+    @staticmethod
+    def _targets(w: np.ndarray) -> np.ndarray:
+        targets = np.zeros_like(w[:, 1:])
+        targets[:, -1] = w[:, -1]
+        return targets
 
 
 def next_item_loss(module: nn.Module, h: torch.Tensor, target: torch.Tensor, num_items: int,
