@@ -17,6 +17,7 @@ from test_sequential import QUIET, SequentialConformance
 from recembed.errors import ConfigError, DataError
 from recembed.models.registry import model_class
 from recembed.models.tiger import TIGER
+from recembed.options import FitOptions
 from recembed.runs import evaluate_split
 from recembed.semantic import SemanticIds
 from recembed.semantic.trie import CodeTrie
@@ -173,10 +174,10 @@ class TestTIGERCodeTokens(TestTIGER):
     params: ClassVar[dict[str, Any]] = {**TestTIGER.params, "encoder_tokens": "code"}
 
 
-class TestTIGERBidirectional(TestTIGER):
-    """The paper's encoder: every history item reads the whole history; one example per (prefix, next item)."""
+class TestTIGERCausal(TestTIGER):
+    """The causal encoder (the default until 2026-11-27): one pass trains every position of a window."""
 
-    params: ClassVar[dict[str, Any]] = {**TestTIGER.params, "encoder": "bidirectional"}
+    params: ClassVar[dict[str, Any]] = {**TestTIGER.params, "encoder": "causal"}
 
 
 def test_semantic_ids_must_match_the_catalog(tmp_path: Path) -> None:
@@ -236,10 +237,11 @@ def test_sasrec_with_semantic_id_features(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("encoder_tokens", ["item", "code"])
 def test_encoder_states_do_not_see_later_items(encoder_tokens: str) -> None:
-    """Training reads the state after every position in one pass: changing item t must leave the states of
-    items before t unchanged (per-code tokens included)."""
+    """The causal encoder reads the state after every position in one pass: changing item t must leave the
+    states of items before t unchanged (per-code tokens included)."""
     ds = planted_sequences(num_users=30)
-    model = TIGER(levels=2, codebook=8, embedding_dim=16, num_heads=2, epochs=1, encoder_tokens=encoder_tokens)
+    model = TIGER(levels=2, codebook=8, embedding_dim=16, num_heads=2, epochs=1, encoder_tokens=encoder_tokens,
+                  encoder="causal")
     model.fit(ds.interactions, options=QUIET)
     module = model.module_.eval()
     tokens = torch.randint(1, model.num_items_ + 1, (3, model.config.max_len))
@@ -251,9 +253,42 @@ def test_encoder_states_do_not_see_later_items(encoder_tokens: str) -> None:
     torch.testing.assert_close(a[:, : 12 * group], b[:, : 12 * group])
     assert not torch.allclose(a[:, 12 * group :], b[:, 12 * group :])
     # the paper's bidirectional encoder: earlier states do read later items
-    bi = TIGER(levels=2, codebook=8, embedding_dim=16, num_heads=2, epochs=1, encoder_tokens=encoder_tokens,
-               encoder="bidirectional")
+    bi = TIGER(levels=2, codebook=8, embedding_dim=16, num_heads=2, epochs=1, encoder_tokens=encoder_tokens)
     bi.fit(ds.interactions, options=QUIET)
     with torch.no_grad():
         a, b = bi.module_.eval().encode(tokens), bi.module_.encode(changed)
     assert not torch.allclose(a[:, : 12 * group], b[:, : 12 * group])
+
+
+def test_saves_from_before_the_encoder_key_load_causal(tmp_path: Path) -> None:
+    """``encoder`` defaulted to causal before it became the paper's bidirectional one: a model.json or a
+    checkpoint that does not name it was made causal and must load (and resume) as causal, not silently
+    change encoder."""
+    import json
+
+    split = planted_sequences(num_users=30).given_split
+    small = {"levels": 2, "codebook": 8, "embedding_dim": 16, "num_heads": 2, "epochs": 1, "encoder": "causal"}
+    model = TIGER(**small)
+    model.fit(split.train, options=QUIET)
+    meta_path = model.save(tmp_path / "m") / "model.json"
+    meta = json.loads(meta_path.read_text())
+    del meta["config"]["encoder"]
+    meta_path.write_text(json.dumps(meta))
+    loaded = TIGER.load(tmp_path / "m")
+    assert loaded.config.encoder == "causal"
+    np.testing.assert_allclose(loaded.score(np.arange(4)), model.score(np.arange(4)), rtol=1e-5, atol=1e-5)
+    assert TIGER().config.encoder == "bidirectional"
+
+    ckpt = tmp_path / "ckpt"
+    TIGER(**small).fit(split.train, options=FitOptions(show_progress=False, checkpoint_dir=str(ckpt)))
+    meta_path = ckpt / "checkpoint.json"
+    meta = json.loads(meta_path.read_text())
+    del meta["config"]["encoder"]
+    meta_path.write_text(json.dumps(meta))
+    resume = FitOptions(show_progress=False, checkpoint_dir=str(ckpt), resume=True)
+    with pytest.raises(DataError, match="encoder"):  # today's default is not what the checkpoint trained
+        TIGER(**{k: v for k, v in small.items() if k not in ("encoder", "epochs")}, epochs=2).fit(split.train,
+                                                                                             options=resume)
+    resumed = TIGER(**{**small, "epochs": 2})
+    resumed.fit(split.train, options=resume)  # causal, as saved: compatible
+    assert [h["epoch"] for h in resumed.history_] == [1, 2]

@@ -84,6 +84,14 @@ def build_config(cls: type[C], values: Mapping[str, Any] | None = None) -> C:
     return cls(**kwargs)
 
 
+def saved_values(cls: type, values: Mapping[str, Any]) -> dict[str, Any]:
+    """``values`` read from a save (model.json, a checkpoint) with the keys whose default changed after it was
+    written filled in from ``cls.FORMER_DEFAULTS`` (the behaviour the save was made with); other keys it lacks
+    take today's default when the config is built."""
+    former = getattr(cls, "FORMER_DEFAULTS", {})
+    return {**{k: v for k, v in former.items() if k not in values}, **values}
+
+
 def config_to_dict(config: Any) -> dict[str, Any]:
     out = dataclasses.asdict(config)
     return {k: list(v) if isinstance(v, tuple) else v for k, v in out.items()}

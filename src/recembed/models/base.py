@@ -18,7 +18,7 @@ from typing import Any, ClassVar, Self
 import numpy as np
 import scipy.sparse as sp
 
-from ..config import build_config, config_to_dict
+from ..config import build_config, config_to_dict, saved_values
 from ..data.interactions import Interactions
 from ..errors import ConfigError, DataError, NotFittedError
 from ..io import atomic_write, read_json, write_json
@@ -232,7 +232,7 @@ class Recommender:
                 (raw.pop(f"{key}.data"), raw.pop(f"{key}.indices"), raw.pop(f"{key}.indptr")), shape=shape
             )
         state.update(raw)
-        model = target(build_config(target.Config, meta["config"]))
+        model = target(build_config(target.Config, saved_values(target.Config, meta["config"])))
         model.num_users_, model.num_items_ = int(meta["num_users"]), int(meta["num_items"])
         model._set_state(state)
         model._load_extra(directory)

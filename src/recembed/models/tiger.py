@@ -15,10 +15,11 @@ Where this differs from the paper's T5 encoder-decoder, and why (a 2-core CPU, n
   *sum* of its code embeddings (one table per level, shared with the decoder's inputs), at one position; the
   paper spends ``L`` positions per item, which ``encoder_tokens="code"`` does (code embedding + item position +
   level embedding; attention block-causal by item: a token sees every code of its own and earlier items).
-  The encoder is **causal** by default, so one pass yields the state after every prefix and a window trains
-  the next-item prediction at every position (as SASRec does); the paper's bidirectional encoder
-  (``encoder="bidirectional"``) needs one example, and one pass, per (prefix, target) pair. Together that is
-  ``L x (mean history length)`` fewer encoder tokens per epoch.
+  The encoder is **bidirectional**, as the paper's: every history item attends to the whole history, and
+  each (prefix, next item) pair is its own example, one encoder pass each. ``encoder="causal"`` instead trains
+  the next item after every position of a window in one pass (as SASRec does): ``mean history length`` fewer
+  encoder tokens per epoch, but on Beauty 10-14% lower Recall / NDCG after more epochs (benchmarks/RESULTS.md);
+  it was the default until 2026-11-27, and saves that do not name ``encoder`` load as causal.
 * **Decoder:** per target, inputs ``[BOS, c_1 .. c_{L-1}]`` plus level embeddings; causal self-attention
   over the levels; cross-attention to the encoder states up to the target's position. One linear head per
   level predicts that level's code (cross-entropy, averaged over levels).
@@ -38,7 +39,7 @@ ablation), a folder written by ``SemanticIds.save`` / ``recembed tokenize``, or 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 import torch
@@ -81,14 +82,17 @@ class TIGERConfig(SequentialConfig):
     encoder_tokens: Literal["item", "code"] = "item"
     """Encoder input: one token per history item (its code embeddings summed), or one token per code, as the
     paper (``max_len x levels`` tokens; a token sees every code of its own and earlier items)."""
-    encoder: Literal["causal", "bidirectional"] = "causal"
-    """``causal``: one encoder pass trains the next item after every position of a window (fast; see the
-    header); ``bidirectional``: as the paper, every history item attends to the whole history, and each
-    (history prefix, next item) pair is its own training example."""
+    encoder: Literal["causal", "bidirectional"] = "bidirectional"
+    """``bidirectional``: as the paper, every history item attends to the whole history, and each (history
+    prefix, next item) pair is its own training example; ``causal``: one encoder pass trains the next item
+    after every position of a window (faster per epoch, less accurate; see the header)."""
     beam_size: int = 20
     """Beams kept while decoding; the final beam is the top of the ranking."""
     eval_batch_size: int = 256
     """Users decoded at once (each expands to ``beam_size`` decoder rows)."""
+
+    #: saves written before ``encoder`` existed trained (and decode) with the causal encoder
+    FORMER_DEFAULTS: ClassVar[dict[str, Any]] = {"encoder": "causal"}
 
     def __post_init__(self) -> None:
         super().__post_init__()

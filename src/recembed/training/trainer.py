@@ -22,7 +22,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..config import check, config_to_dict
+from ..config import check, config_to_dict, saved_values
 from ..errors import DataError
 from ..options import FitOptions
 from .checkpoint import load_checkpoint, save_checkpoint
@@ -228,9 +228,10 @@ class Trainer:
                  result: TrainResult) -> tuple[int, int, float, dict | None]:
         meta, path = ckpt["meta"], ckpt["path"]
         saved, now = meta.get("config", {}), self._fingerprint()
-        # a key added to the config after the checkpoint was written is compatible at its default value
-        defaults = {f.name: f.default for f in fields(self.config)}
-        saved = {**{k: v for k, v in now.items() if k not in saved and v == defaults.get(k)}, **saved}
+        # a key added to the config after the checkpoint was written is compatible at the value it implies (its
+        # default, or its FORMER_DEFAULTS entry where the default has changed since)
+        implied = {f.name: f.default for f in fields(self.config)} | saved_values(type(self.config), saved)
+        saved = {**{k: v for k, v in now.items() if k not in saved and v == implied.get(k)}, **saved}
         if saved != now or meta.get("seed") != self.options.seed:
             changed = sorted(k for k in set(saved) | set(now) if saved.get(k) != now.get(k))
             raise DataError(f"checkpoint was written with a different configuration or seed (differs in "
