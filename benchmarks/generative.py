@@ -58,30 +58,17 @@ def runs(data_root: str, sid_dir: Path) -> list[tuple[str, str, list[str]]]:
     # the same with the paper's encoder: bidirectional over the history, one example per (prefix, next item), so
     # batch_size counts targets (as the paper's 256) and an epoch has ~5.5x the optimizer steps; cosine over 26 (the
     # RESULTS row began on a 60-epoch schedule, shortened by --resume with epochs=32, then 26)
-    out.append(("tiger/letter/4x4-bidirectional", "tiger", [f"semantic_ids={letter}", "id_offset=-1", TIGER[0],
-                                                             "embedding_dim=128", "num_layers=4", "decoder_layers=4",
-                                                             "dropout=0.2", "patience=0", "encoder=bidirectional",
-                                                             "lr_schedule=cosine", "epochs=26"]))
-    # the paper's dropout (0.1) on a 34-epoch schedule, and no dropout on a 12-epoch one (it overfits after ~8 epochs
-    # at the full rate: RESULTS.md), otherwise as tiger/letter/4x4-bidirectional
-    bi = ["embedding_dim=128", "num_layers=4", "decoder_layers=4", "patience=0", "encoder=bidirectional",
+    bi = [TIGER[0], "embedding_dim=128", "num_layers=4", "decoder_layers=4", "patience=0", "encoder=bidirectional",
           "lr_schedule=cosine"]
-    out.append(("tiger/letter/4x4-bidirectional-e34-dropout0.1", "tiger", [
-        f"semantic_ids={letter}", "id_offset=-1", TIGER[0], *bi, "dropout=0.1", "epochs=34"]))
-    out.append(("tiger/letter/4x4-bidirectional-e12-dropout0", "tiger", [
-        f"semantic_ids={letter}", "id_offset=-1", TIGER[0], *bi, "dropout=0.0", "epochs=12"]))
+    lt = [f"semantic_ids={letter}", "id_offset=-1"]
+    out.append(("tiger/letter/4x4-bidirectional", "tiger", [*lt, *bi, "dropout=0.2", "epochs=26"]))
+    # the paper's dropout (0.1) on a 34-epoch schedule (the best row), and no dropout on a 12-epoch one (it overfits
+    # after ~8 epochs at the full rate: RESULTS.md)
+    out.append(("tiger/letter/4x4-bidirectional-e34-dropout0.1", "tiger", [*lt, *bi, "dropout=0.1", "epochs=34"]))
+    out.append(("tiger/letter/4x4-bidirectional-e12-dropout0", "tiger", [*lt, *bi, "dropout=0.0", "epochs=12"]))
     # its ablation: random codes of LETTER's shape (4 x 256 + a collision level), otherwise identical
     out.append(("tiger/random-4x256/4x4-bidirectional-e12-dropout0", "tiger", [
-        "semantic_ids=random", "levels=4", "codebook=256", TIGER[0], *bi, "dropout=0.0", "epochs=12"]))
-    # the ablation with the paper's encoder: our CF codes against random codes of the same shape (3 x 256 +
-    # collision level), one 5-epoch cosine schedule each (tiger/letter/4x4-bidirectional continued to 48 epochs:
-    # RESULTS.md has the --resume command of that row)
-    bi5 = [TIGER[0], "embedding_dim=128", "num_layers=4", "decoder_layers=4", "dropout=0.2", "patience=0",
-            "encoder=bidirectional", "lr_schedule=cosine", "epochs=5"]
-    if (sid_dir / "cf-rqvae" / "semantic_ids.json").exists():
-        out.append(("tiger/cf-rqvae/4x4-bidirectional-e5", "tiger", [f"semantic_ids={sid_dir / 'cf-rqvae'}", *bi5]))
-    out.append(("tiger/random-3x256/4x4-bidirectional-e5", "tiger", ["semantic_ids=random", "levels=3",
-                                                                       "codebook=256", *bi5]))
+        "semantic_ids=random", "levels=4", "codebook=256", *bi, "dropout=0.0", "epochs=12"]))
     # (tiger/letter/4x4-cosine continued to 160 epochs: RESULTS.md has the --resume command of that row)
     sasrec = ["dropout=0.5", "patience=10", "time_budget_s=1200"]
     out += [
