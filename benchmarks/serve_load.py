@@ -56,7 +56,7 @@ def synthetic_bundle(out: Path, num_users: int, num_items: int, dim: int, seen_p
     import scipy.sparse as sp
 
     from recembed.data.vocab import Vocabulary
-    from recembed.models.bpr import BPR
+    from recembed.models.cf.bpr import BPR
     from recembed.serve.bundle import write_bundle
 
     rng = np.random.default_rng(seed)

@@ -8,9 +8,9 @@ import scipy.sparse as sp
 
 from recembed.data.interactions import Interactions
 from recembed.errors import ResourceError
-from recembed.models.ease import EASE
-from recembed.models.gfcf import GFCF, randomized_right_singular_vectors
-from recembed.models.itemknn import ItemKNN
+from recembed.models.cf.ease import EASE
+from recembed.models.cf.gfcf import GFCF, randomized_right_singular_vectors
+from recembed.models.cf.itemknn import ItemKNN
 from recembed.options import FitOptions
 
 
@@ -25,7 +25,7 @@ def _random_interactions(seed: int = 0, users: int = 60, items: int = 40, densit
 @pytest.mark.parametrize("torch_backend", [True, False])
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 def test_ease_equals_textbook_formula(dtype, torch_backend, monkeypatch) -> None:
-    import recembed.models.ease as ease_module
+    import recembed.models.cf.ease as ease_module
 
     if torch_backend and not ease_module.HAVE_TORCH:
         pytest.skip("torch is not installed")
@@ -126,7 +126,7 @@ def _bspm_expected(x: np.ndarray, f: int, cfg: dict) -> np.ndarray:
      "final_sharpening": True, "t_point_combination": True},
 ])
 def test_bspm_equals_matrix_polynomials(cfg, dense_p, backend, monkeypatch) -> None:  # noqa: ANN001
-    import recembed.models.bspm as bspm_module
+    import recembed.models.cf.bspm as bspm_module
 
     if backend == "torch" and not bspm_module.HAVE_TORCH:
         pytest.skip("torch is not installed")
@@ -141,7 +141,7 @@ def test_bspm_equals_matrix_polynomials(cfg, dense_p, backend, monkeypatch) -> N
 
 
 def test_bspm_without_sharpening_is_gfcf() -> None:
-    from recembed.models.bspm import BSPM
+    from recembed.models.cf.bspm import BSPM
 
     inter = _random_interactions(5)
     gfcf = GFCF(num_factors=8, alpha=0.3).fit(inter)
@@ -161,7 +161,7 @@ def test_randomized_svd_recovers_subspace() -> None:
 
 def test_ease_refuses_catalogs_past_32_bit_lapack_indexing(monkeypatch) -> None:  # noqa: ANN001
     """Past n * n >= 2**31 the in-place Cholesky segfaulted (57,289 items): refuse with a clear error instead."""
-    import recembed.models.ease as ease_module
+    import recembed.models.cf.ease as ease_module
     from recembed.testing.fixtures import planted_split
 
     split = planted_split()

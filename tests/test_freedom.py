@@ -8,7 +8,7 @@ import pytest
 from recembed.data.splits import cold_items_split
 from recembed.data.tables import Table
 from recembed.errors import ConfigError
-from recembed.models.freedom import FREEDOMTask, fused_item_graph, knn_graph
+from recembed.models.content.freedom import FREEDOMTask, fused_item_graph, knn_graph
 from recembed.models.registry import model_class
 from recembed.options import FitOptions
 from recembed.testing.conformance import ContentConformance

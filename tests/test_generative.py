@@ -15,8 +15,8 @@ from hypothesis import strategies as st
 from test_sequential import QUIET, SequentialConformance
 
 from recembed.errors import ConfigError, DataError
+from recembed.models.generative.tiger import TIGER
 from recembed.models.registry import model_class
-from recembed.models.tiger import TIGER
 from recembed.options import FitOptions
 from recembed.runs import evaluate_split
 from recembed.semantic import SemanticIds
@@ -203,7 +203,7 @@ def test_letter_codes_for_amazon_seq() -> None:
 
 @pytest.mark.parametrize("use_id", [True, False])
 def test_semantic_item_inputs_are_rows_of_the_output_table(use_id: bool) -> None:
-    from recembed.models._sidemb import SemanticItemTable
+    from recembed.models.generative._sidemb import SemanticItemTable
 
     rng = np.random.default_rng(0)
     codes = np.stack([rng.integers(0, 8, 50), rng.integers(0, 8, 50), np.arange(50) % 3], axis=1)

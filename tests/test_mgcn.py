@@ -8,7 +8,7 @@ import torch
 
 from recembed.data.tables import Table
 from recembed.errors import ConfigError
-from recembed.models.freedom import knn_graph
+from recembed.models.content.freedom import knn_graph
 from recembed.models.registry import model_class
 from recembed.options import FitOptions
 from recembed.testing.conformance import ContentConformance

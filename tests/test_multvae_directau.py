@@ -8,9 +8,9 @@ import scipy.sparse as sp
 import torch
 
 from recembed.errors import ConfigError
-from recembed.models.bpr import MFModule
-from recembed.models.directau import DirectAU, DirectAUTask
-from recembed.models.multvae import MultVAE, MultVAEModule, MultVAETask, kl_weight
+from recembed.models.cf.bpr import MFModule
+from recembed.models.cf.directau import DirectAU, DirectAUTask
+from recembed.models.cf.multvae import MultVAE, MultVAEModule, MultVAETask, kl_weight
 from recembed.options import FitOptions
 from recembed.testing.fixtures import planted_split
 
@@ -184,7 +184,7 @@ def test_directau_rejects_unknown_encoder() -> None:
 
 
 def test_multvae_sparse_input_equals_dense(vae, split) -> None:
-    from recembed.models.multvae import _sparse_rows
+    from recembed.models.cf.multvae import _sparse_rows
 
     rows = split.train.csr("binary")[:16]
     module = vae.module_.eval()

@@ -14,44 +14,17 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Any
 
 import click
-from rich.console import Console
 from rich.table import Table as RichTable
 
 from ..errors import RecembedError
-
-console = Console()
-
-
-def _parse_sets(values: tuple[str, ...]) -> dict[str, str]:
-    out = {}
-    for item in values:
-        key, sep, value = item.partition("=")
-        if not sep or not key.strip():
-            raise click.BadParameter(f"expected key=value, got {item!r}", param_hint="--set")
-        out[key.strip()] = value.strip()
-    return out
+from .common import _load_data, _metrics_table, _parse_sets, _run_parts, console
+from .semantic_cmds import register as _register_semantic
+from .serve_cmds import register as _register_serve
 
 
-def _run_parts(m: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    """The metric parts of a run's metrics.json that the CLI shows: valid, test and test_cold if any."""
-    return {"valid": m["valid"], "test": m["test"], **({"test_cold": m["test_cold"]} if "test_cold" in m else {})}
-
-
-def _metrics_table(title: str, parts: dict[str, dict[str, Any]], names: tuple[str, ...]) -> RichTable:
-    table = RichTable(title=title)
-    table.add_column("split")
-    for n in names:
-        table.add_column(n, justify="right")
-    for part, summary in parts.items():
-        if summary:
-            table.add_row(part, *[f"{summary[n]:.4f}" if n in summary else "-" for n in names])
-    return table
-
-
-@click.group()
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="recembed")
 def cli() -> None:
     """Learn, evaluate and serve user and item representations for recommender systems."""
@@ -71,19 +44,6 @@ def datasets(data_root: str | None) -> None:
         available = "yes" if not entry.needs_root or (root / entry.name).is_dir() else "no"
         table.add_row(entry.name, entry.split, available, entry.description)
     console.print(table)
-
-
-def _load_data(data: str, data_root: str | None):  # noqa: ANN202
-    from ..data import catalog
-
-    path = Path(data)
-    base = data.split(":", 1)[0]
-    if base in catalog.CATALOG:
-        return catalog.load(data, root=data_root), catalog.entry(data).split
-    if path.exists():
-        return catalog.load_path(path), None
-    raise click.BadParameter(f"{data!r} is neither a catalog dataset ({', '.join(catalog.names())}) nor a path",
-                             param_hint="--data")
 
 
 @cli.command()
@@ -411,12 +371,7 @@ def ensemble(runs: tuple[str, ...], out_dir: str, weights: str, combine: str, ks
     console.print(f"eval {m['eval_seconds']:.2f}s  peak RSS {m['peak_rss_mb']:.0f} MiB  -> {out_dir}/metrics.json")
 
 
-from .serve_cmds import register as _register_serve  # noqa: E402
-
 _register_serve(cli)
-
-from .semantic_cmds import register as _register_semantic  # noqa: E402
-
 _register_semantic(cli)
 
 

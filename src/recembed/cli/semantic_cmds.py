@@ -70,7 +70,7 @@ def tokenize_cmd(data: str, data_root: str | None, sources: str, method: str, le
 
     from ..io import atomic_write
     from ..semantic import SemanticIds, load_vector_sources, tokenize
-    from .main import _load_data, _parse_sets, console
+    from .common import _load_data, _parse_sets, console
 
     with console.status(f"loading {data}"):
         dataset, _ = _load_data(data, data_root)
@@ -119,7 +119,7 @@ def _item_names(directory: Path, data: str | None, data_root: str | None):  # no
     import numpy as np
     import pyarrow.parquet as pq
 
-    from .main import _load_data
+    from .common import _load_data
 
     if data is not None:
         dataset, _ = _load_data(data, data_root)
@@ -149,7 +149,7 @@ def sid_prefix(directory: str, item_id: str | None, prefix: str | None, depth: i
 
     from ..errors import DataError
     from ..semantic import SemanticIds
-    from .main import console
+    from .common import console
 
     if item_id is not None and prefix is not None:
         raise click.UsageError("give at most one of --item and --prefix")

@@ -35,7 +35,7 @@ def _parse_params(values: tuple[str, ...], hint: str) -> dict[str, Any]:
 
 
 def _console():  # noqa: ANN202
-    from .main import console
+    from .common import console
 
     return console
 

@@ -180,7 +180,7 @@ class TfidfEncoder:
         self.idf_ = np.log((1 + n) / (1 + dfs)) + 1.0
         x = self._weighted(self._counts(texts, self.vocabulary_))
         k = min(self.dim, min(x.shape) - 1) if min(x.shape) > 1 else 1
-        from ..models.gfcf import randomized_right_singular_vectors
+        from ..models.cf.gfcf import randomized_right_singular_vectors
 
         self.components_ = randomized_right_singular_vectors(x, k, power_iterations=4, seed=self.seed)  # (V, k)
         return self._project(x)

@@ -1,4 +1,6 @@
-"""Recommendation models. Each model lives in its own file; ``registry`` maps CLI names to classes."""
+"""Recommendation models, one file per model in its family's subpackage (``cf``, ``content``, ``sequential``,
+``generative``); ``registry`` maps CLI names to classes. Shared pieces (``base``, ``trainable``, ``ensemble``)
+stay here."""
 
 from .base import HistoryRecommender, Recommender
 from .registry import MODELS, model_class

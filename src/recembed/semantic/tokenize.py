@@ -132,7 +132,7 @@ def tag_vectors(values: np.ndarray, dim: int = 64, *, min_count: int = 1, seed: 
     """
     import scipy.sparse as sp
 
-    from ..models.gfcf import randomized_right_singular_vectors
+    from ..models.cf.gfcf import randomized_right_singular_vectors
 
     values = np.asarray(values, dtype=object)
     counts: dict[str, int] = {}

@@ -142,8 +142,8 @@ class ContentEncoder:
 def alpharec_graph_part(model: Any) -> np.ndarray:
     """``(I, D)``: each item's propagated layers ``sum_{l=1..K} E_l / (K + 1)`` of the training graph (zero for
     items without training interactions): what AlphaRec adds to an item's layer-0 MLP output."""
-    from ..models.alpharec import user_mean_content
-    from ..models.lightgcn import normalized_adjacency
+    from ..models.cf.lightgcn import normalized_adjacency
+    from ..models.content.alpharec import user_mean_content
 
     train = model.user_items_
     k = int(model.config.num_layers)
@@ -212,7 +212,7 @@ def encoder_for_run(run: Any, data_root: str | Path | None = None) -> tuple[Cont
         return None, "the run used no text columns (fit --text-columns), so there is no text encoder to keep"
     from ..data import catalog
     from ..encoders import TfidfEncoder, attach_features
-    from ..models._content import content_matrix
+    from ..models.content._content import content_matrix
 
     try:
         name = str(spec.get("data"))

@@ -18,13 +18,13 @@ import scipy.sparse as sp
 import torch
 from torch import nn
 
-from ..config import check
-from ..options import FitOptions
-from ..training.losses import info_nce
-from ..training.tasks import BPRTask, PairBatch, bpr_on_tables, l2_of_ego
-from ..training.trainer import TrainConfig
+from ...config import check
+from ...options import FitOptions
+from ...training.losses import info_nce
+from ...training.tasks import BPRTask, PairBatch, bpr_on_tables, l2_of_ego
+from ...training.trainer import TrainConfig
+from ..trainable import EmbeddingRecommender
 from .simgcl import NoisyGCNModule, layer_mean
-from .trainable import EmbeddingRecommender
 
 
 @dataclass(frozen=True)

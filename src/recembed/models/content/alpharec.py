@@ -41,14 +41,14 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from ..config import check
-from ..errors import DataError
-from ..options import FitOptions
-from ..training.tasks import InteractionTask, PairBatch
-from ..training.trainer import TrainConfig
+from ...config import check
+from ...errors import DataError
+from ...options import FitOptions
+from ...training.tasks import InteractionTask, PairBatch
+from ...training.trainer import TrainConfig
+from ..cf.lightgcn import _SymmetricSpMM, normalized_adjacency, propagate
+from ..trainable import EmbeddingRecommender
 from ._content import content_matrix
-from .lightgcn import _SymmetricSpMM, normalized_adjacency, propagate
-from .trainable import EmbeddingRecommender
 
 _SLOPE = 0.01  # nn.LeakyReLU's default negative slope
 

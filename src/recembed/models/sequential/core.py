@@ -24,13 +24,13 @@ import scipy.sparse as sp
 import torch
 from torch import nn
 
-from ..config import check
-from ..data.interactions import Interactions
-from ..errors import DataError
-from ..options import FitOptions
-from ..training.sequences import NextItemTask, Sequences
-from ..training.trainer import TrainConfig
-from .trainable import TrainableRecommender
+from ...config import check
+from ...data.interactions import Interactions
+from ...errors import DataError
+from ...options import FitOptions
+from ...training.sequences import NextItemTask, Sequences
+from ...training.trainer import TrainConfig
+from ..trainable import TrainableRecommender
 
 
 @dataclass(frozen=True)

@@ -20,11 +20,11 @@ import scipy.sparse as sp
 import torch
 from torch import nn
 
-from ..config import check
-from ..options import FitOptions
-from ..training.tasks import BPRTask, SoftmaxTask
-from ..training.trainer import TrainConfig
-from .trainable import EmbeddingRecommender
+from ...config import check
+from ...options import FitOptions
+from ...training.tasks import BPRTask, SoftmaxTask
+from ...training.trainer import TrainConfig
+from ..trainable import EmbeddingRecommender
 
 
 @dataclass(frozen=True)

@@ -45,14 +45,14 @@ import scipy.sparse as sp
 import torch
 from torch import nn
 
-from ..config import check
-from ..errors import ConfigError
-from ..options import FitOptions
-from ..training.losses import bpr_loss
-from ..training.tasks import BPRTask, PairBatch, bpr_on_tables, l2_of_ego
-from ..training.trainer import TrainConfig
-from .lightgcn import GraphEmbeddingModule, normalized_adjacency, propagate
-from .trainable import EmbeddingRecommender
+from ...config import check
+from ...errors import ConfigError
+from ...options import FitOptions
+from ...training.losses import bpr_loss
+from ...training.tasks import BPRTask, PairBatch, bpr_on_tables, l2_of_ego
+from ...training.trainer import TrainConfig
+from ..cf.lightgcn import GraphEmbeddingModule, normalized_adjacency, propagate
+from ..trainable import EmbeddingRecommender
 
 
 @dataclass(frozen=True)

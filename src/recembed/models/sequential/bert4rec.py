@@ -21,10 +21,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..config import check
-from ..training.sequences import MaskedItemTask, Sequences
+from ...config import check
+from ...training.sequences import MaskedItemTask, Sequences
 from ._seqnets import TransformerEncoder
-from .sequential import ItemTableModule, OutputItems, SequentialConfig, SequentialRecommender
+from .core import ItemTableModule, OutputItems, SequentialConfig, SequentialRecommender
 
 
 @dataclass(frozen=True)

@@ -38,14 +38,14 @@ import scipy.sparse as sp
 import torch
 from torch import nn
 
-from ..config import check
-from ..options import FitOptions
-from ..training.losses import info_nce
-from ..training.tasks import PairBatch, bpr_on_tables
-from ..training.trainer import TrainConfig
+from ...config import check
+from ...options import FitOptions
+from ...training.losses import info_nce
+from ...training.tasks import PairBatch, bpr_on_tables
+from ...training.trainer import TrainConfig
+from ..cf.lightgcn import GraphEmbeddingModule, normalized_adjacency, propagate
+from ..trainable import EmbeddingRecommender
 from .freedom import ColdItems, PrunedGraphTask, _SpMM, check_graph_fields, knn_graph, modality_matrices
-from .lightgcn import GraphEmbeddingModule, normalized_adjacency, propagate
-from .trainable import EmbeddingRecommender
 
 
 @dataclass(frozen=True)

@@ -35,10 +35,10 @@ from typing import Any, Literal
 import numpy as np
 import scipy.sparse as sp
 
-from .._compute import DENSE_LIMIT_BYTES, HAVE_TORCH, torch_csr
-from ..config import check
-from ..options import FitOptions
-from .base import HistoryRecommender
+from ..._compute import DENSE_LIMIT_BYTES, HAVE_TORCH, torch_csr
+from ...config import check
+from ...options import FitOptions
+from ..base import HistoryRecommender
 from .gfcf import _inv_sqrt, ideal_low_pass_basis, normalised_adjacency
 
 Solver = Literal["euler", "rk4"]

@@ -24,12 +24,12 @@ import scipy.sparse as sp
 import torch
 from torch import nn
 
-from ..config import check
-from ..options import FitOptions
-from ..training.tasks import BPRTask, PairBatch, bpr_on_tables
-from ..training.trainer import TrainConfig
+from ...config import check
+from ...options import FitOptions
+from ...training.tasks import BPRTask, PairBatch, bpr_on_tables
+from ...training.trainer import TrainConfig
+from ..trainable import EmbeddingRecommender
 from ._content import content_matrix
-from .trainable import EmbeddingRecommender
 
 
 @dataclass(frozen=True)

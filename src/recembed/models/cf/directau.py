@@ -24,13 +24,13 @@ import scipy.sparse as sp
 import torch
 from torch import nn
 
-from ..config import check
-from ..options import FitOptions
-from ..training.losses import alignment_loss, uniformity_loss
-from ..training.tasks import InteractionTask, PairBatch
-from ..training.trainer import TrainConfig
+from ...config import check
+from ...options import FitOptions
+from ...training.losses import alignment_loss, uniformity_loss
+from ...training.tasks import InteractionTask, PairBatch
+from ...training.trainer import TrainConfig
+from ..trainable import EmbeddingRecommender
 from .bpr import MFModule
-from .trainable import EmbeddingRecommender
 
 
 @dataclass(frozen=True)

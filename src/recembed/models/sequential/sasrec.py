@@ -3,7 +3,7 @@
 Kang & McAuley, "Self-Attentive Sequential Recommendation", ICDM 2018.
 
 Item embeddings (scaled by sqrt(d)) plus learned position embeddings, ``num_layers`` causal self-attention
-blocks in the authors' layout (see :mod:`recembed.models._seqnets`), the output at the last position is the
+blocks in the authors' layout (see :mod:`recembed.models.sequential._seqnets`), the output at the last position is the
 user; items are scored by dot product with the shared item embeddings.
 
 Deviations from the paper:
@@ -16,7 +16,8 @@ Deviations from the paper:
   used (the paper keeps only the last ``max_len`` items).
 
 With ``semantic_ids`` set, item vectors (input and output) are built from the items' semantic IDs
-(:mod:`recembed.models._sidemb`, Singh et al., RecSys 2024) in place of, or next to (``sid_use_id``), ID embeddings.
+(:mod:`recembed.models.generative._sidemb`, Singh et al., RecSys 2024) in place of, or next to (``sid_use_id``),
+ID embeddings.
 """
 
 from __future__ import annotations
@@ -28,14 +29,14 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..config import check
-from ..data.interactions import Interactions
-from ..options import FitOptions
-from ..semantic.ids import SemanticIds
-from ..semantic.resolve import semantic_ids_for_fit, sid_from_state, sid_state
+from ...config import check
+from ...data.interactions import Interactions
+from ...options import FitOptions
+from ...semantic.ids import SemanticIds
+from ...semantic.resolve import semantic_ids_for_fit, sid_from_state, sid_state
+from ..generative._sidemb import SemanticItemTable
 from ._seqnets import TransformerEncoder
-from ._sidemb import SemanticItemTable
-from .sequential import ItemTableModule, OutputItems, SequentialConfig, SequentialRecommender
+from .core import ItemTableModule, OutputItems, SequentialConfig, SequentialRecommender
 
 
 @dataclass(frozen=True)

@@ -46,15 +46,15 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..config import check
-from ..data.interactions import Interactions
-from ..options import FitOptions
-from ..semantic.ids import SemanticIds
-from ..semantic.resolve import semantic_ids_for_fit, sid_from_state, sid_state
-from ..semantic.trie import CodeTrie
-from ..training.sequences import NextItemTask, PrefixTask, SeqBatch, Sequences
-from ._seqnets import Attention, TransformerEncoder
-from .sequential import SequentialConfig, SequentialRecommender
+from ...config import check
+from ...data.interactions import Interactions
+from ...options import FitOptions
+from ...semantic.ids import SemanticIds
+from ...semantic.resolve import semantic_ids_for_fit, sid_from_state, sid_state
+from ...semantic.trie import CodeTrie
+from ...training.sequences import NextItemTask, PrefixTask, SeqBatch, Sequences
+from ..sequential._seqnets import Attention, TransformerEncoder
+from ..sequential.core import SequentialConfig, SequentialRecommender
 
 
 @dataclass(frozen=True)

@@ -29,10 +29,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..config import check
-from ._content import ContentFields, content_matrix
+from ...config import check
+from ..content._content import ContentFields, content_matrix
 from ._seqnets import TransformerEncoder
-from .sequential import SequentialConfig, SequentialRecommender
+from .core import SequentialConfig, SequentialRecommender
 
 
 @dataclass(frozen=True)

@@ -22,12 +22,12 @@ import numpy as np
 import scipy.sparse as sp
 from scipy.linalg import lapack
 
-from .._compute import HAVE_TORCH, spmm, torch
-from ..config import check
-from ..errors import ResourceError
-from ..options import FitOptions
-from . import _memory
-from .base import HistoryRecommender
+from ..._compute import HAVE_TORCH, spmm, torch
+from ...config import check
+from ...errors import ResourceError
+from ...options import FitOptions
+from .. import _memory
+from ..base import HistoryRecommender
 
 
 @dataclass(frozen=True)

@@ -37,14 +37,14 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from ..config import check
-from ..errors import ConfigError
-from ..options import FitOptions
-from ..training.tasks import InteractionTask, PairBatch
-from ..training.trainer import TrainConfig
+from ...config import check
+from ...errors import ConfigError
+from ...options import FitOptions
+from ...training.tasks import InteractionTask, PairBatch
+from ...training.trainer import TrainConfig
+from ..cf.lightgcn import GraphEmbeddingModule, propagate
+from ..trainable import EmbeddingRecommender
 from ._content import content_matrix
-from .lightgcn import GraphEmbeddingModule, propagate
-from .trainable import EmbeddingRecommender
 
 
 @dataclass(frozen=True)
@@ -81,7 +81,7 @@ class BM3Config(TrainConfig):
 
 class BM3Module(GraphEmbeddingModule):
     def __init__(self, train: sp.csr_matrix, modalities: list[np.ndarray], dim: int, num_layers: int) -> None:
-        from .lightgcn import normalized_adjacency
+        from ..cf.lightgcn import normalized_adjacency
 
         num_users, num_items = train.shape
         super().__init__(normalized_adjacency(train), num_users, num_items, dim, num_layers, init="xavier")

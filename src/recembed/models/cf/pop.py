@@ -13,9 +13,9 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
-from ..data.interactions import Interactions
-from ..options import FitOptions
-from .base import HistoryRecommender, Recommender
+from ...data.interactions import Interactions
+from ...options import FitOptions
+from ..base import HistoryRecommender, Recommender
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,7 @@ most of their parameters; a rare item borrows from its prefix neighbours. ``buck
 n-gram ids into that many rows (bounded tables for large catalogs; the paper's hashing) — else every distinct
 n-gram gets its own row.
 
-The table has the :class:`~recembed.models.sequential.OutputItems` interface (``emb(tokens)``, ``table()``,
+The table has the :class:`~recembed.models.sequential.core.OutputItems` interface (``emb(tokens)``, ``table()``,
 ``logits(hidden, candidates)``; token 0 = padding), so it is both the input and the output item table.
 """
 

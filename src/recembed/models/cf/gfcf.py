@@ -21,10 +21,10 @@ import numpy as np
 import scipy.sparse as sp
 import scipy.sparse.linalg as spla
 
-from .._compute import rows_times, spmm
-from ..config import check
-from ..options import FitOptions
-from .base import HistoryRecommender
+from ..._compute import rows_times, spmm
+from ...config import check
+from ...options import FitOptions
+from ..base import HistoryRecommender
 
 
 @dataclass(frozen=True)

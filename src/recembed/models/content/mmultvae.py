@@ -35,10 +35,10 @@ import scipy.sparse as sp
 import torch
 from torch import nn
 
-from ..config import check
-from ..options import FitOptions
+from ...config import check
+from ...options import FitOptions
+from ..cf.multvae import MultVAE, MultVAEConfig, MultVAEModule, MultVAETask
 from .freedom import ColdItems, _SpMM, fused_item_graph, modality_matrices, parse_weights
-from .multvae import MultVAE, MultVAEConfig, MultVAEModule, MultVAETask
 
 
 @dataclass(frozen=True)

@@ -24,12 +24,12 @@ from typing import Any, Literal
 
 import numpy as np
 
-from ..config import check
-from ..data.interactions import Interactions
-from ..errors import ConfigError
-from ..options import FitOptions
+from ...config import check
+from ...data.interactions import Interactions
+from ...errors import ConfigError
+from ...options import FitOptions
+from ..cf.ease import EASE
 from ._content import content_matrix
-from .ease import EASE
 
 
 @dataclass(frozen=True)

@@ -22,10 +22,10 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
-from .._compute import rows_times
-from ..config import check
-from ..options import FitOptions
-from .base import HistoryRecommender
+from ..._compute import rows_times
+from ...config import check
+from ...options import FitOptions
+from ..base import HistoryRecommender
 
 
 @dataclass(frozen=True)

@@ -33,14 +33,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..config import check
-from ..errors import DataError
-from ..evaluation.ranking import Scorer
-from ..options import FitOptions
-from ..training.losses import multvae_loss
-from ..training.trainer import TrainConfig
-from .base import HistoryRecommender
-from .trainable import TrainableRecommender
+from ...config import check
+from ...errors import DataError
+from ...evaluation.ranking import Scorer
+from ...options import FitOptions
+from ...training.losses import multvae_loss
+from ...training.trainer import TrainConfig
+from ..base import HistoryRecommender
+from ..trainable import TrainableRecommender
 
 #: users per forward pass when scoring (bounds the dense (B, I) input and output blocks)
 SCORE_BATCH = 1024

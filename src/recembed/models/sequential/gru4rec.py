@@ -24,8 +24,8 @@ import torch
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
-from ..config import check
-from .sequential import ItemTableModule, OutputItems, SequentialConfig, SequentialRecommender
+from ...config import check
+from .core import ItemTableModule, OutputItems, SequentialConfig, SequentialRecommender
 
 
 @dataclass(frozen=True)

@@ -20,13 +20,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..config import check
-from ..options import FitOptions
-from ..training.losses import info_nce
-from ..training.tasks import BPRTask, PairBatch, bpr_on_tables, l2_of_ego
-from ..training.trainer import TrainConfig
+from ...config import check
+from ...options import FitOptions
+from ...training.losses import info_nce
+from ...training.tasks import BPRTask, PairBatch, bpr_on_tables, l2_of_ego
+from ...training.trainer import TrainConfig
+from ..trainable import EmbeddingRecommender
 from .lightgcn import GraphEmbeddingModule, _SymmetricSpMM
-from .trainable import EmbeddingRecommender
 
 
 @dataclass(frozen=True)

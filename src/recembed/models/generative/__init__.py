@@ -1,0 +1,1 @@
+"""Generative retrieval over semantic IDs (TIGER) and semantic-ID item embeddings."""
