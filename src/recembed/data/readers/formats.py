@@ -27,6 +27,7 @@ import pyarrow.compute as pc
 
 from ...errors import DataError
 from ..dataset import Dataset
+from ..hygiene import non_utf8_error
 from ..splits import PARTS, leave_one_out
 from ..tables import Table
 from ..vocab import Vocabulary
@@ -128,8 +129,8 @@ def _atomic_header(path: Path) -> list[tuple[str, str]]:
     try:
         with open(path, encoding="utf-8") as fh:
             first = fh.readline().rstrip("\r\n")
-    except UnicodeDecodeError as exc:
-        raise DataError(f"not UTF-8 text (byte offset {exc.start})", path=path) from None
+    except UnicodeDecodeError:
+        raise non_utf8_error(path) from None
     fields = []
     for raw in first.split("\t"):
         name, sep, typ = raw.rpartition(":")
@@ -397,8 +398,8 @@ def read_json_sequences(path: str | Path, name: str | None = None) -> Dataset:
 
     try:
         data = json.loads(path.read_text(encoding="utf-8"), object_pairs_hook=no_repeated_keys)
-    except UnicodeDecodeError as exc:
-        raise DataError(f"not UTF-8 text (byte offset {exc.start})", path=path) from None
+    except UnicodeDecodeError:
+        raise non_utf8_error(path) from None
     except json.JSONDecodeError as exc:
         raise DataError(f"not valid JSON ({exc.msg})", path=path, line=exc.lineno) from None
     if not isinstance(data, dict):
