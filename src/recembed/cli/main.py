@@ -87,7 +87,6 @@ def fit(model: str, data: str, data_root: str | None, items_path: str | None, us
     from ..data.splits import make_split
     from ..models.registry import model_class
     from ..options import FitOptions
-    from ..runs import HEADLINE, fit_and_evaluate
 
     model_class(model)  # fail fast on an unknown name
     with console.status(f"loading {data}"):
@@ -97,6 +96,8 @@ def fit(model: str, data: str, data_root: str | None, items_path: str | None, us
     console.print(f"[bold]{dataset}[/]  split {split.spec} {split.sizes()}"
                   + (f"  content added: {', '.join(added)}" if added else ""))
     report_split(split, cold_users)
+    from ..runs import HEADLINE, fit_and_evaluate  # after the data: a data error needs no torch import
+
     ks_tuple = tuple(int(k) for k in ks.split(","))
     result = fit_and_evaluate(
         model, dataset, split, params=_parse_sets(sets),

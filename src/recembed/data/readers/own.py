@@ -3,7 +3,7 @@ pandas DataFrames or Arrow tables, with a column mapping.
 
 ``columns`` maps the roles ``user``, ``item``, ``time``, ``rating``, ``weight`` to column names (``"user=uid,
 item=movie"`` or a dict). Without a mapping a role takes the first of its usual names that the table has
-(``user_id``/``user``/``userId``..., ``item_id``/``item``/``itemId``..., ``timestamp``/``time``, ``rating``,
+(``user_id``/``user``/``userId``..., ``item_id``/``item``/``itemId``..., ``timestamp``/``time``/``date``, ``rating``,
 ``weight``); ``user`` and ``item`` are required. ``time`` may be numbers or ISO dates (stored as seconds).
 
 The item table is keyed by the item column's name (or ``item_id``); its other columns become item attributes:
@@ -38,7 +38,7 @@ ROLES = ("user", "item", "time", "rating", "weight")
 ALIASES = {
     "user": ("user_id", "user", "userId", "userID", "uid"),
     "item": ("item_id", "item", "itemId", "itemID", "iid"),
-    "time": ("timestamp", "time", "ts"),
+    "time": ("timestamp", "time", "ts", "date", "datetime"),
     "rating": ("rating",),
     "weight": ("weight",),
 }
@@ -271,11 +271,10 @@ def build_own_dataset(interactions: pa.Table, source: _Source, *, items: tuple[p
     i = _ids(interactions.column(roles["item"]), source, roles["item"])
     values = {key: _numbers(interactions.column(roles[role]), source, roles[role], time=role == "time")
               for role, key in (("time", "timestamp"), ("rating", "rating"), ("weight", "weight")) if role in roles}
-    item_keys = users_keys = None
-    if items is not None:
-        item_keys = _ids(items[0].column(_key_column(items[0], "item", roles["item"], items[1])), items[1], "item")
-    if users is not None:
-        users_keys = _ids(users[0].column(_key_column(users[0], "user", roles["user"], users[1])), users[1], "user")
+    item_key = None if items is None else _key_column(items[0], "item", roles["item"], items[1])
+    user_key = None if users is None else _key_column(users[0], "user", roles["user"], users[1])
+    item_keys = None if items is None else _ids(items[0].column(item_key), items[1], item_key)
+    users_keys = None if users is None else _ids(users[0].column(user_key), users[1], user_key)
     user_vocab = Vocabulary.from_values(u, *([users_keys] if users_keys is not None else []), name="user")
     item_vocab = Vocabulary.from_values(i, *([item_keys] if item_keys is not None else []), name="item")
     inter = Interactions(user_vocab.index(u, source=source.label), item_vocab.index(i, source=source.label),
@@ -289,11 +288,9 @@ def build_own_dataset(interactions: pa.Table, source: _Source, *, items: tuple[p
     ds = Dataset(name, user_vocab, item_vocab, inter)
     ds.extras["duplicates"] = {"policy": duplicates, "repeated_events": n_dup}
     if items is not None:
-        ds.item_table = _attribute_table(items[0], _key_column(items[0], "item", roles["item"], items[1]),
-                                         item_vocab, items[1])
+        ds.item_table = _attribute_table(items[0], item_key, item_vocab, items[1])
     if users is not None:
-        ds.user_table = _attribute_table(users[0], _key_column(users[0], "user", roles["user"], users[1]),
-                                         user_vocab, users[1])
+        ds.user_table = _attribute_table(users[0], user_key, user_vocab, users[1])
     return ds
 
 
