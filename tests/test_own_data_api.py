@@ -162,3 +162,20 @@ def test_users_without_training_events_are_counted_and_skipped_or_included(tmp_p
 
     res = CliRunner().invoke(cli, ["evaluate", str(tmp_path / "skip")])
     assert res.exit_code == 0 and "matches the stored test metrics: True" in " ".join(res.output.split())
+
+
+def test_a_served_content_model_replays_own_data_with_its_item_table(tmp_path) -> None:
+    """A bundle of a run fitted on own files rebuilds its text encoder from the same files (serve/content.py)."""
+    from click.testing import CliRunner
+
+    from recembed.cli.main import cli
+    from recembed.runs import load_run
+    from recembed.serve.content import encoder_for_run
+
+    res = CliRunner().invoke(cli, ["fit", "alpharec", "--data", str(EXAMPLES / "interactions.csv"), "--items",
+                                   str(EXAMPLES / "items.csv"), "--columns", "user=reader,item=book",
+                                   "--text-columns", "title,description", "--encoder", "tfidf", "--set", "epochs=1",
+                                   "--no-progress", "--out", str(tmp_path / "run")])
+    assert res.exit_code == 0, res.output
+    encoder, note = encoder_for_run(load_run(tmp_path / "run"))
+    assert encoder is not None, note
