@@ -70,8 +70,9 @@ def datasets(data_root: str | None) -> None:
 @click.option("--monitor-test", is_flag=True,
               help="Splits without validation: log test metrics per epoch (needs --set select_best=false).")
 @click.option("--features", "feature_specs", multiple=True, metavar="NAME=PATH | DIR",
-              help="Item vectors for content models (repeatable): NAME=file.npy (row = item index) or .parquet "
-                   "(item_id column), or a folder written by `recembed encode`. Added as item-table vector columns.")
+              help="Item vectors for content models (repeatable): NAME=file.npy (one row per item, row = item index; "
+                   "fewer rows: NAME=file.npy,ids=IDS.txt or ,mask=MASK.npy) or .parquet (item_id column), or a "
+                   "folder written by `recembed encode`. Added as item-table vector columns.")
 @click.option("--text-columns", default="",
               help="Item-table columns joined and encoded into a vector column '<encoder>_text' (comma-separated).")
 @click.option("--encoder", type=click.Choice(["minilm", "tfidf"]), default="minilm", show_default=True,

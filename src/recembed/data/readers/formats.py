@@ -27,7 +27,7 @@ import pyarrow.compute as pc
 
 from ...errors import DataError
 from ..dataset import Dataset
-from ..hygiene import non_utf8_error
+from ..hygiene import check_ids, non_utf8_error
 from ..splits import PARTS, leave_one_out
 from ..tables import Table
 from ..vocab import Vocabulary
@@ -108,6 +108,7 @@ def read_parquet_interactions(
             empty = empty.to_numpy(zero_copy_only=False)
             if empty.any():
                 raise DataError(f"empty id at row {int(np.flatnonzero(empty)[0])}", path=path, field=col_name)
+            check_ids(strings, path=path, field=col_name)  # literal NaN / None / null
             cols[key] = np.asarray(strings.to_pylist(), dtype=object)
         else:
             try:
