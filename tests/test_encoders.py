@@ -103,9 +103,14 @@ def test_load_vectors_npy_by_index_and_by_ids(tmp_path) -> None:
     items = Vocabulary(["a", "b", "c", "d"])
     m = np.arange(6, dtype=np.float16).reshape(3, 2)
     np.save(tmp_path / "v.npy", m)
-    vec, present = load_vectors(tmp_path / "v.npy", items)
-    assert vec.dtype == np.float32 and present.tolist() == [True, True, True, False]
-    np.testing.assert_array_equal(vec[:3], m.astype(np.float32))
+    with pytest.raises(DataError, match=r"v\.npy.*3 rows but the item vocabulary has 4 items.*mask="):
+        load_vectors(tmp_path / "v.npy", items)  # a missing row would shift every later item
+    vec, present = load_vectors(tmp_path / "v.npy", items, present=np.array([True, False, True, True]))
+    assert vec.dtype == np.float32 and present.tolist() == [True, False, True, True]
+    np.testing.assert_array_equal(vec[[0, 2, 3]], m.astype(np.float32))  # row 1 of the file is item c, not b
+    np.testing.assert_array_equal(vec[1], [0, 0])
+    with pytest.raises(DataError, match="marks 2 items present"):
+        load_vectors(tmp_path / "v.npy", items, present=np.array([True, False, False, True]))
     vec, present = load_vectors(tmp_path / "v.npy", items, ids=["d", "a", "zz"], unknown="ignore")
     assert present.tolist() == [True, False, False, True]
     np.testing.assert_array_equal(vec[3], [0, 1])

@@ -747,3 +747,25 @@ class TestSplitDir:
     def test_missing_directory(self, tmp_path):
         d = tmp_path / "nothing-here"
         expect_error(lambda: read_split_dir(d, USERS, ITEMS), d, contains="not found")
+
+
+class TestMissingLookingIds:
+    """Literal NaN / None / null ids (a missing value written out as text) are refused with the line or row."""
+
+    def test_csv_and_recbole_ids(self, tmp_path):
+        path = write(tmp_path / "e.csv", "user_id,item_id\nu1,a\nu2,NaN\n")
+        expect_error(lambda: read_csv_interactions(path), path, line=3, field="item_id", contains="'NaN'")
+        d = tmp_path / "rb"
+        d.mkdir()
+        write(d / "rb.inter", "user_id:token\titem_id:token\nnull\ta\n")
+        expect_error(lambda: read_recbole_atomic(d), d / "rb.inter", line=2, field="user_id:token", contains="'null'")
+
+    def test_parquet_ids(self, tmp_path):
+        path = tmp_path / "e.parquet"
+        pq.write_table(pa.table({"user_id": ["u1", "None"], "item_id": ["a", "b"]}), path)
+        expect_error(lambda: read_parquet_interactions(path), path, field="user_id", contains="'None'")
+
+    def test_non_utf8_names_the_line(self, tmp_path):
+        path = tmp_path / "e.csv"
+        path.write_bytes(b"user_id,item_id\nu1,a\nu2,a\nu3," + LATIN1 + b"\n")
+        expect_error(lambda: read_csv_interactions(path), path, line=4, contains="not UTF-8")

@@ -41,6 +41,7 @@ from .models.base import Recommender
 from .models.registry import model_class
 from .options import FitOptions
 
+COLD_USER_POLICIES = ("skip", "include")
 HEADLINE = ("recall@10", "ndcg@10", "recall@20", "ndcg@20", "mrr@10", "hit@10")
 
 
@@ -59,14 +60,17 @@ class RunResult:
 
 
 def evaluate_split(model: Recommender, split: Split, part: str, *, ks=DEFAULT_KS, show_progress: bool = False,
-                   candidates: np.ndarray | None = None) -> EvalResult | None:
+                   candidates: np.ndarray | None = None, cold_users: str = "skip") -> EvalResult | None:
     """Full-ranking evaluation on ``part`` ("valid" or "test"); ``None`` if that part is empty.
 
     Validation masks training items; test masks training and validation items (and sequential models read
     the validation events as part of the history, see ``scorer_after``). ``candidates`` (a boolean
     item mask) restricts the ranking to those items, and the held-out positives to those among them
-    (cold-item ranking: only items unseen in training compete).
+    (cold-item ranking: only items unseen in training compete). ``cold_users``: ``"skip"`` (default) leaves out
+    users with no training events (:func:`cold_users_count` counts them), ``"include"`` ranks them too.
     """
+    if cold_users not in COLD_USER_POLICIES:
+        raise ConfigError(f"cold_users must be one of {COLD_USER_POLICIES}, got {cold_users!r}")
     target = getattr(split, part).csr()
     scorer = model.score
     if part == "test" and len(split.valid) and hasattr(model, "scorer_after"):
@@ -80,12 +84,21 @@ def evaluate_split(model: Recommender, split: Split, part: str, *, ks=DEFAULT_KS
         def scorer(users: np.ndarray, base=scorer) -> np.ndarray:  # noqa: ANN001
             return np.asarray(base(users), dtype=np.float32) + penalty
 
-    if target.nnz == 0:
+    users = np.flatnonzero(np.diff(target.indptr) > 0)
+    if cold_users == "skip":
+        users = users[split.train.user_counts()[users] > 0]
+    if len(users) == 0:
         return None
     exclude = split.train.csr() if part == "valid" else (split.train.csr() + split.valid.csr()).tocsr()
     popularity = np.diff(split.train.csr().tocsc().indptr) / max(1, split.train.num_users)
-    return evaluate(scorer, target, exclude, ks=ks, item_popularity=popularity,
+    return evaluate(scorer, target, exclude, ks=ks, item_popularity=popularity, users=users,
                     show_progress=show_progress, description=f"scoring {part}")
+
+
+def cold_users_count(split: Split) -> dict[str, int]:
+    """Users with validation (test) events but no training events, per part."""
+    no_train = split.train.user_counts() == 0
+    return {p: int((no_train & (getattr(split, p).user_counts() > 0)).sum()) for p in ("valid", "test")}
 
 
 def cold_test_items(split: Split) -> np.ndarray:
@@ -128,12 +141,14 @@ def fit_and_evaluate(
     ks=DEFAULT_KS,
     data_spec: dict[str, Any] | None = None,
     monitor_test: bool = False,
+    cold_users: str = "skip",
 ) -> RunResult:
     """Fit ``model_name`` on ``split.train``, evaluate on valid and test, write ``out_dir``.
 
     ``monitor_test``: for splits without a validation set (gowalla's), a trainable model reports test
     metrics per epoch in its history and curve. It is refused unless the model keeps its last weights
     (``select_best=false``): choosing an epoch on test would leak it into the reported result.
+    ``cold_users``: how users with no training events are evaluated (see :func:`evaluate_split`).
     """
     options = options or FitOptions()
     cls = model_class(model_name)
@@ -150,23 +165,29 @@ def fit_and_evaluate(
     model.fit(split.train, options=options, valid=watch, item_table=dataset.item_table, items=dataset.items)
     fit_seconds = time.perf_counter() - t0
     config = {"model": model_name, "params": config_to_dict(model.config), "seed": options.seed,
-              "data": data_spec or {"name": dataset.name}, "split": split.spec, "ks": list(ks)}
+              "data": data_spec or {"name": dataset.name}, "split": split.spec, "ks": list(ks),
+              "cold_users": cold_users}
+    report = {k: dataset.extras[k] for k in ("duplicates",) if k in dataset.extras}
     return evaluate_run(model, split, dataset_name=dataset.name, titles=dataset.item_titles(), ks=ks,
                         fit_seconds=fit_seconds, out_dir=out_dir, config=config, show_progress=options.show_progress,
-                        history_metrics_on="test (monitor only)" if monitor_test else "valid")
+                        history_metrics_on="test (monitor only)" if monitor_test else "valid",
+                        cold_users=cold_users, data_report=report)
 
 
 def evaluate_run(model: Recommender, split: Split, *, dataset_name: str, titles: np.ndarray | None = None,
                  ks=DEFAULT_KS, fit_seconds: float = 0.0, out_dir: str | Path | None = None,
                  config: dict[str, Any] | None = None, show_progress: bool = False,
-                 history_metrics_on: str = "valid") -> RunResult:
+                 history_metrics_on: str = "valid", cold_users: str = "skip",
+                 data_report: dict[str, Any] | None = None) -> RunResult:
     """Evaluate a fitted ``model`` on valid, test and the cold test items; write ``out_dir`` (a run directory
-    :func:`load_run` reads) when given. ``config`` is what ``config.json`` records."""
+    :func:`load_run` reads) when given. ``config`` is what ``config.json`` records; ``data_report`` (e.g. the
+    duplicate policy and count) is added to the metrics."""
     t1 = time.perf_counter()
-    valid = evaluate_split(model, split, "valid", ks=ks, show_progress=show_progress)
-    test = evaluate_split(model, split, "test", ks=ks, show_progress=show_progress)
+    valid = evaluate_split(model, split, "valid", ks=ks, show_progress=show_progress, cold_users=cold_users)
+    test = evaluate_split(model, split, "test", ks=ks, show_progress=show_progress, cold_users=cold_users)
     cold = cold_test_items(split) if len(split.test) else np.zeros(0, dtype=bool)
-    test_cold = evaluate_split(model, split, "test", ks=ks, candidates=cold) if cold.any() else None
+    test_cold = evaluate_split(model, split, "test", ks=ks, candidates=cold,
+                               cold_users=cold_users) if cold.any() else None
     eval_seconds = time.perf_counter() - t1
     config = config or {"model": model.name, "params": config_to_dict(model.config), "split": split.spec,
                         "ks": list(ks)}
@@ -183,6 +204,10 @@ def evaluate_run(model: Recommender, split: Split, *, dataset_name: str, titles:
         "eval_seconds": round(eval_seconds, 3),
         "peak_rss_mb": round(peak_rss_mb(), 1),
     }
+    metrics["cold_users"] = {"policy": cold_users, **cold_users_count(split)}  # users with no training events
+    if split.removed_overlap:
+        metrics["split_overlap_removed"] = dict(split.removed_overlap)
+    metrics.update(data_report or {})
     training = _training_summary(model, history_metrics_on)
     if training is not None:
         metrics["training"] = training

@@ -41,14 +41,13 @@ def _metrics_table(title: str, parts: dict[str, dict[str, Any]], names: tuple[st
     return table
 
 
-def _load_data(data: str, data_root: str | None):  # noqa: ANN202
+def _load_data(data: str, data_root: str | None, **own: Any):  # noqa: ANN202
+    """``(dataset, default split)``; ``own``: ``items`` / ``users`` / ``columns`` / ``duplicates`` for an
+    interactions file (see :func:`recembed.data.catalog.load_any`)."""
     from ..data import catalog
 
     path = Path(data)
-    base = data.split(":", 1)[0]
-    if base in catalog.CATALOG:
-        return catalog.load(data, root=data_root), catalog.entry(data).split
-    if path.exists():
-        return catalog.load_path(path), None
+    if data.split(":", 1)[0] in catalog.CATALOG or path.exists():
+        return catalog.load_any(data, root=data_root, **own)
     raise click.BadParameter(f"{data!r} is neither a catalog dataset ({', '.join(catalog.names())}) nor a path",
                              param_hint="--data")

@@ -2,6 +2,7 @@
 
     recembed datasets
     recembed fit MODEL --data NAME_OR_PATH [--data-root DIR] [--split SPEC] [--set key=value ...] --out RUN_DIR
+    recembed fit MODEL --data interactions.csv --items items.csv --text-columns title,description --out RUN_DIR
     recembed evaluate RUN_DIR
     recembed recommend RUN_DIR --user ID [--k 10]
     recembed recommend RUN_DIR --history ID,ID,... [--k 10]
@@ -19,7 +20,9 @@ import click
 from rich.table import Table as RichTable
 
 from ..errors import RecembedError
-from .common import _load_data, _metrics_table, _parse_sets, _run_parts, console
+from .common import _metrics_table, _parse_sets, _run_parts, console
+from .data_opts import attach_content, cold_users_option, load_data, own_data_options, report_split
+from .data_opts import text_encoder as _text_encoder
 from .semantic_cmds import register as _register_semantic
 from .serve_cmds import register as _register_serve
 
@@ -48,8 +51,10 @@ def datasets(data_root: str | None) -> None:
 
 @cli.command()
 @click.argument("model")
-@click.option("--data", required=True, help="Catalog name (see `recembed datasets`) or a file / folder path.")
+@click.option("--data", required=True, help="Catalog name (see `recembed datasets`), an interactions file (CSV / TSV / "
+              "Parquet: one row per event) or a folder.")
 @click.option("--data-root", type=click.Path(), default=None, help="Folder of the datasets (else $RECEMBED_DATA_ROOT).")
+@own_data_options
 @click.option("--split", "split_spec", default=None,
               help="random:0.8,0.1,0.1 | temporal:0.8,0.1,0.1 | loo | cold-items:0.2 | drop-items:0.1 | given | "
                    "given:merge-valid | DIR")
@@ -65,38 +70,45 @@ def datasets(data_root: str | None) -> None:
 @click.option("--monitor-test", is_flag=True,
               help="Splits without validation: log test metrics per epoch (needs --set select_best=false).")
 @click.option("--features", "feature_specs", multiple=True, metavar="NAME=PATH | DIR",
-              help="Item vectors for content models (repeatable): NAME=file.npy (row = item index) or .parquet "
-                   "(item_id column), or a folder written by `recembed encode`. Added as item-table vector columns.")
+              help="Item vectors for content models (repeatable): NAME=file.npy (one row per item, row = item index; "
+                   "fewer rows: NAME=file.npy,ids=IDS.txt or ,mask=MASK.npy) or .parquet (item_id column), or a "
+                   "folder written by `recembed encode`. Added as item-table vector columns.")
 @click.option("--text-columns", default="",
               help="Item-table columns joined and encoded into a vector column '<encoder>_text' (comma-separated).")
 @click.option("--encoder", type=click.Choice(["minilm", "tfidf"]), default="minilm", show_default=True,
               help="Text encoder for --text-columns (minilm: local all-MiniLM-L6-v2, cached; tfidf: no model).")
 @click.option("--cache-dir", type=click.Path(), default=None, help="Text-vector cache (default: ~/.cache/recembed).")
-def fit(model: str, data: str, data_root: str | None, split_spec: str | None, sets: tuple[str, ...], out_dir: str,
+@cold_users_option
+def fit(model: str, data: str, data_root: str | None, items_path: str | None, users_path: str | None,
+        columns: str | None, duplicates: str | None, split_spec: str | None, sets: tuple[str, ...], out_dir: str,
         seed: int, ks: str, no_progress: bool, threads: int | None, checkpoint_dir: str | None, resume: bool,
         monitor_test: bool, feature_specs: tuple[str, ...], text_columns: str, encoder: str,
-        cache_dir: str | None) -> None:
+        cache_dir: str | None, cold_users: str) -> None:
     """Fit MODEL, evaluate on validation and test, write RUN_DIR/metrics.json."""
     from ..data.splits import make_split
     from ..models.registry import model_class
     from ..options import FitOptions
-    from ..runs import HEADLINE, fit_and_evaluate
 
     model_class(model)  # fail fast on an unknown name
     with console.status(f"loading {data}"):
-        dataset, default_split = _load_data(data, data_root)
+        dataset, default_split = load_data(data, data_root, items_path, users_path, columns, duplicates)
         split = make_split(dataset, split_spec or default_split, seed=seed)
-    added = _attach_content(dataset, feature_specs, text_columns, encoder, cache_dir, threads)
+    added = attach_content(dataset, feature_specs, text_columns, encoder, cache_dir, threads)
     console.print(f"[bold]{dataset}[/]  split {split.spec} {split.sizes()}"
                   + (f"  content added: {', '.join(added)}" if added else ""))
+    report_split(split, cold_users)
+    from ..runs import HEADLINE, fit_and_evaluate  # after the data: a data error needs no torch import
+
     ks_tuple = tuple(int(k) for k in ks.split(","))
     result = fit_and_evaluate(
         model, dataset, split, params=_parse_sets(sets),
         options=FitOptions(seed=seed, show_progress=not no_progress, threads=threads, checkpoint_dir=checkpoint_dir,
                            resume=resume), out_dir=out_dir, ks=ks_tuple,
         data_spec={"data": data, "data_root": data_root, "features": list(feature_specs),
-                   "text_columns": text_columns or None, "encoder": encoder if text_columns else None},
-        monitor_test=monitor_test,
+                   "text_columns": text_columns or None, "encoder": encoder if text_columns else None,
+                   **{k: v for k, v in (("items", items_path), ("users", users_path), ("columns", columns),
+                                        ("duplicates", duplicates)) if v}},
+        monitor_test=monitor_test, cold_users=cold_users,
     )
     m = result.metrics
     console.print(_metrics_table(f"{model} on {dataset.name}", _run_parts(m), HEADLINE))
@@ -104,31 +116,10 @@ def fit(model: str, data: str, data_root: str | None, split_spec: str | None, se
                   f"  -> {out_dir}/metrics.json")
 
 
-def _text_encoder(encoder: str, cache_dir: str | None, threads: int | None, batch_size: int = 64,
-                  dim: int = 256):  # noqa: ANN202
-    from ..encoders import SentenceEncoder, TfidfEncoder
-
-    if encoder == "minilm":
-        cache = Path(cache_dir) if cache_dir else Path.home() / ".cache" / "recembed" / "text"
-        return SentenceEncoder(batch_size=batch_size, cache_dir=cache, threads=threads)
-    return TfidfEncoder(dim=dim)
-
-
-def _attach_content(dataset, specs: tuple[str, ...], text_columns: str, encoder: str,  # noqa: ANN001
-                    cache_dir: str | None, threads: int | None) -> list[str]:
-    from ..encoders import attach_features
-
-    cols = [c for c in text_columns.split(",") if c]
-    if not specs and not cols:
-        return []
-    with console.status("adding item content"):
-        return attach_features(dataset, specs, text_columns=cols,
-                               text_encoder=_text_encoder(encoder, cache_dir, threads) if cols else None)
-
-
 @cli.command()
 @click.option("--data", required=True, help="Catalog name or a file / folder path.")
 @click.option("--data-root", type=click.Path(), default=None, help="Folder of the datasets (else $RECEMBED_DATA_ROOT).")
+@own_data_options
 @click.option("--text-columns", default="", help="Item table columns joined into one text per item (comma-separated).")
 @click.option("--encoder", type=click.Choice(["minilm", "tfidf"]), default="minilm", show_default=True,
               help="minilm: local all-MiniLM-L6-v2 (offline); tfidf: TF-IDF + truncated SVD, no model needed.")
@@ -140,7 +131,8 @@ def _attach_content(dataset, specs: tuple[str, ...], text_columns: str, encoder:
 @click.option("--batch-size", default=64, show_default=True, help="Texts per encoder batch.")
 @click.option("--threads", type=int, default=None, help="CPU threads for the encoder.")
 @click.option("--out", "out_dir", required=True, type=click.Path(), help="Folder to write features.safetensors to.")
-def encode(data: str, data_root: str | None, text_columns: str, encoder: str, dim: int, vectors: bool, fields: str,
+def encode(data: str, data_root: str | None, items_path: str | None, users_path: str | None, columns: str | None,
+           duplicates: str | None, text_columns: str, encoder: str, dim: int, vectors: bool, fields: str,
            cache_dir: str | None, batch_size: int, threads: int | None, out_dir: str) -> None:
     """Encode item content (text, vectors, fields) into OUT/features.safetensors + features.json."""
     import time
@@ -151,7 +143,7 @@ def encode(data: str, data_root: str | None, text_columns: str, encoder: str, di
     from ..encoders import features_from_table
     from ..io import atomic_write, write_json
 
-    dataset, _ = _load_data(data, data_root)
+    dataset, _ = load_data(data, data_root, items_path, users_path, columns, duplicates)
     if dataset.item_table is None:
         raise click.BadParameter(f"{dataset.name} has no item table to encode", param_hint="--data")
     cols = [c for c in text_columns.split(",") if c]
@@ -201,15 +193,16 @@ def evaluate_cmd(run_dir: str, write: bool, sets: tuple[str, ...], parts_wanted:
         except RecembedError as exc:
             raise click.UsageError(str(exc)) from None
     ks = tuple(run.config.get("ks", (5, 10, 20, 50)))
+    cold_policy = run.config.get("cold_users", "include")  # runs from before the policy ranked every user
     t = time.perf_counter()
     parts = {}
     for part in ("valid", "test"):
         if parts_wanted in ("all", part):
-            res = evaluate_split(run.model, run.split, part, ks=ks)
+            res = evaluate_split(run.model, run.split, part, ks=ks, cold_users=cold_policy)
             parts[part] = res.summary if res else {}
     cold = cold_test_items(run.split) if len(run.split.test) and parts_wanted != "valid" else None
     if cold is not None and cold.any():
-        res = evaluate_split(run.model, run.split, "test", ks=ks, candidates=cold)
+        res = evaluate_split(run.model, run.split, "test", ks=ks, candidates=cold, cold_users=cold_policy)
         parts["test_cold"] = {**res.summary, "candidate_items": int(cold.sum())} if res else {}
     seconds = time.perf_counter() - t
     console.print(_metrics_table(f"{run.config['model']} (re-scored)", parts, HEADLINE))
@@ -363,9 +356,10 @@ def ensemble(runs: tuple[str, ...], out_dir: str, weights: str, combine: str, ks
     config = {"model": "ensemble", "params": config_to_dict(model.config),
               "member_runs": [str(Path(r).resolve()) for r in runs],
               "seed": [r.config.get("seed") for r in loaded], "data": first.config.get("data"),
-              "split": first.split.spec, "ks": list(ks_tuple)}
+              "split": first.split.spec, "ks": list(ks_tuple), "cold_users": first.config.get("cold_users", "include")}
     result = evaluate_run(model, first.split, dataset_name=first.metrics.get("dataset", "?"), titles=first.titles,
-                          ks=ks_tuple, out_dir=out_dir, config=config, show_progress=not no_progress)
+                          ks=ks_tuple, out_dir=out_dir, config=config, show_progress=not no_progress,
+                          cold_users=config["cold_users"])
     m = result.metrics
     console.print(_metrics_table(f"ensemble of {len(runs)} runs", _run_parts(m), HEADLINE))
     console.print(f"eval {m['eval_seconds']:.2f}s  peak RSS {m['peak_rss_mb']:.0f} MiB  -> {out_dir}/metrics.json")

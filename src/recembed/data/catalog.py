@@ -248,6 +248,40 @@ def load(name: str, root: str | Path | None = None) -> Dataset:
     return e.loader(folder, variant)
 
 
+OWN_DATA_SUFFIXES = (".csv", ".tsv", ".tab", ".parquet", ".pq")
+
+
+def load_any(data: str, root: str | Path | None = None, *, items: str | Path | None = None,
+             users: str | Path | None = None, columns: str | dict[str, str] | None = None,
+             duplicates: str | None = None) -> tuple[Dataset, str | None]:
+    """A catalog name or a path, as ``recembed fit --data`` reads it: ``(dataset, default split spec or None)``.
+
+    An interactions file (CSV / TSV / Parquet) goes through :func:`~recembed.data.readers.own.read_own` with the
+    item / user tables, the column mapping and the duplicate policy (default ``drop``). Catalog datasets and
+    folders keep their events as published: for them ``items`` / ``users`` / ``columns`` / a ``duplicates``
+    policy other than ``keep`` are an error.
+    """
+    base = data.split(":", 1)[0]
+    path = Path(data)
+    own = base not in CATALOG and path.suffix.lower() in OWN_DATA_SUFFIXES
+    if not own:
+        extra = [flag for flag, v in (("--items", items), ("--users", users), ("--columns", columns)) if v]
+        if duplicates not in (None, "keep"):
+            extra.append(f"--duplicates {duplicates}")
+        if extra:
+            raise DataError(f"{', '.join(extra)}: only for an interactions file (.csv, .tsv or .parquet); "
+                            f"{data!r} is a catalog dataset or folder whose events are kept as published")
+    if base in CATALOG:
+        return load(data, root=root), entry(data).split
+    if own:
+        from .readers.own import read_own
+
+        if not path.is_file():
+            raise DataError("file not found", path=path)
+        return read_own(path, items=items, users=users, columns=columns, duplicates=duplicates or "drop"), None
+    return load_path(path), None
+
+
 def load_path(path: str | Path) -> Dataset:
     """Load a dataset from a path, guessing the format from what is there.
 
@@ -290,8 +324,10 @@ def load_path(path: str | Path) -> Dataset:
         try:
             with open(path, encoding="utf-8") as fh:
                 header = next(csv.reader(fh, delimiter="\t" if suffix == ".tsv" else ","), [])
-        except UnicodeDecodeError as exc:
-            raise DataError(f"not UTF-8 text (byte offset {exc.start})", path=path) from None
+        except UnicodeDecodeError:
+            from .hygiene import non_utf8_error
+
+            raise non_utf8_error(path) from None
         return fmt.read_csv_interactions(
             path, rating="rating" if "rating" in header else None,
             timestamp="timestamp" if "timestamp" in header else None,

@@ -48,6 +48,28 @@ class Dataset:
         if self.interactions.num_users != len(self.users) or self.interactions.num_items != len(self.items):
             raise ValueError("interactions' index spaces must match the vocabularies")
 
+    @classmethod
+    def from_pandas(cls, interactions: Any, items: Any = None, users: Any = None, *,
+                    columns: str | dict[str, str] | None = None, duplicates: str = "drop",
+                    name: str = "data") -> Dataset:
+        """Events from a pandas DataFrame (one row per event), with optional item / user attribute DataFrames.
+
+        ``columns`` maps roles to column names (``{"user": "uid", "item": "movie", "time": "ts"}``; default: the
+        usual names, see :mod:`recembed.data.readers.own`); ``duplicates`` is ``"keep"``, ``"drop"`` (default,
+        with a warning counting them) or ``"sum"``. pandas is imported by the caller, never by recembed."""
+        from .readers.own import dataset_from_frames
+
+        return dataset_from_frames(interactions, items, users, columns=columns, duplicates=duplicates, name=name)
+
+    @classmethod
+    def from_arrow(cls, interactions: Any, items: Any = None, users: Any = None, *,
+                   columns: str | dict[str, str] | None = None, duplicates: str = "drop",
+                   name: str = "data") -> Dataset:
+        """:meth:`from_pandas` for ``pyarrow.Table`` s (or dicts of columns)."""
+        from .readers.own import dataset_from_frames
+
+        return dataset_from_frames(interactions, items, users, columns=columns, duplicates=duplicates, name=name)
+
     @property
     def num_users(self) -> int:
         return len(self.users)

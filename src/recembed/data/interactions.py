@@ -93,6 +93,23 @@ class Interactions:
         z = np.zeros(0, dtype=np.int32)
         return cls(z, z, num_users, num_items)
 
+    @classmethod
+    def from_csr(cls, matrix: sp.spmatrix | sp.sparray) -> Interactions:
+        """Events from a user x item sparse matrix ``(num_users, num_items)``: one event per stored non-zero
+        (row = user index, column = item index), in row order. Values other than 1 become ``weight``."""
+        if not sp.issparse(matrix):
+            raise DataError(f"expected a scipy.sparse user x item matrix, got {type(matrix).__name__}")
+        if matrix.ndim != 2:
+            raise DataError(f"expected a 2-D user x item matrix, got shape {matrix.shape}")
+        m = sp.csr_matrix(matrix, dtype=np.float64)
+        m.sum_duplicates()
+        m.eliminate_zeros()
+        if not np.isfinite(m.data).all():
+            raise DataError("the matrix holds NaN/inf values; expected finite weights", field="weight")
+        users = np.repeat(np.arange(m.shape[0], dtype=np.int64), np.diff(m.indptr))
+        weight = None if np.all(m.data == 1.0) else m.data
+        return cls(users, m.indices, int(m.shape[0]), int(m.shape[1]), weight=weight)
+
     def subset(self, mask_or_idx: np.ndarray) -> Interactions:
         """The events selected by a boolean mask or an index array."""
         sel = np.asarray(mask_or_idx)

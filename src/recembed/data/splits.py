@@ -15,12 +15,16 @@ Spec strings (the CLI's ``--split``):
   validation empty;
 * a directory path -- ``train.tsv``, ``test.tsv`` and optionally ``valid.tsv`` with header
   ``user_id<TAB>item_id`` and external ids.
+
+Whatever the spec, a (user, item) pair is never in two parts of a split :func:`make_split` returns: events of a
+pair that already occurs in an earlier part (train before valid before test) are removed from the later part
+(evaluation masks seen pairs, so such an event could never be hit) and counted in ``Split.removed_overlap``.
 """
 
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -43,6 +47,8 @@ class Split:
     users: Vocabulary
     items: Vocabulary
     spec: str = "given"
+    removed_overlap: dict[str, int] = field(default_factory=dict, compare=False)
+    """Events :func:`make_split` removed from valid / test because their pair was in an earlier part."""
 
     def __post_init__(self) -> None:
         for name in PARTS:
@@ -279,8 +285,26 @@ def parse_split_spec(spec: str) -> tuple[str, tuple[float, ...]]:
     )
 
 
+def without_overlap(split: Split) -> Split:
+    """``split`` with the events of valid (test) whose pair is in train (train or valid) removed."""
+    seen = np.unique(split.train.pairs_key())
+    keep_valid = ~np.isin(split.valid.pairs_key(), seen)
+    seen = np.union1d(seen, split.valid.pairs_key())
+    keep_test = ~np.isin(split.test.pairs_key(), seen)
+    removed = {"valid": int((~keep_valid).sum()), "test": int((~keep_test).sum())}
+    if not any(removed.values()):
+        return split
+    return Split(split.train, split.valid.subset(keep_valid), split.test.subset(keep_test), split.users,
+                 split.items, split.spec, removed_overlap=removed)
+
+
 def make_split(dataset, spec: str | None = None, seed: int = 2020) -> Split:  # noqa: ANN001
-    """Apply a spec string to a :class:`~recembed.data.Dataset` (None: its given split, else random)."""
+    """Apply a spec string to a :class:`~recembed.data.Dataset` (None: its given split, else random); no pair
+    is in two parts of the result (see the module docstring)."""
+    return without_overlap(_make_split(dataset, spec, seed))
+
+
+def _make_split(dataset, spec: str | None, seed: int) -> Split:  # noqa: ANN001
     if spec is None:
         spec = "given" if dataset.given_split is not None else "random:0.8,0.1,0.1"
     kind, args = parse_split_spec(spec)

@@ -194,12 +194,40 @@ def join_text_columns(table, columns: list[str]) -> list[str]:
     return out
 
 
+def _row_options(spec: str, options: list[str], num_items: int) -> dict[str, np.ndarray]:
+    """``ids=FILE`` / ``mask=FILE`` after a ``--features NAME=PATH``: which item each ``.npy`` row is."""
+    out: dict[str, np.ndarray] = {}
+    for opt in options:
+        key, sep, value = opt.partition("=")
+        if not sep or key not in ("ids", "mask") or not value:
+            raise ConfigError(f"--features {spec!r}: after NAME=PATH expected ,ids=IDS.txt or ,mask=MASK.npy, "
+                              f"got {opt!r}")
+        if not Path(value).is_file():
+            raise DataError("file not found", path=value)
+        if key == "ids":
+            try:
+                lines = Path(value).read_text(encoding="utf-8").splitlines()
+            except UnicodeDecodeError:
+                from ..data.hygiene import non_utf8_error
+
+                raise non_utf8_error(value) from None
+            out["ids"] = np.asarray([x.strip() for x in lines if x.strip()], dtype=object)
+        else:
+            try:
+                out["present"] = np.load(value, allow_pickle=False)
+            except (OSError, ValueError) as exc:
+                raise DataError(f"not a readable .npy mask ({exc})", path=value) from None
+    return out
+
+
 def attach_features(dataset, specs: Iterable[str] = (), *, text_columns: Iterable[str] = (), text_encoder=None,
                     text_name: str | None = None) -> list[str]:  # noqa: ANN001
     """Add content to ``dataset.item_table`` as vector columns (the table is created if there is none).
 
-    ``specs`` entries are ``NAME=PATH`` (a ``.npy`` matrix whose row r is item index r, or a Parquet file
-    with an ``item_id`` column; see :func:`~recembed.encoders.vectors.load_vectors`) or a folder written by
+    ``specs`` entries are ``NAME=PATH`` (a ``.npy`` matrix with one row per item, row r = item index r, or a
+    Parquet file with an ``item_id`` column; see :func:`~recembed.encoders.vectors.load_vectors`), ``NAME=PATH,
+    ids=IDS.txt`` (a ``.npy`` whose rows are the items listed one id a line) or ``NAME=PATH,mask=MASK.npy``
+    (a ``.npy`` with one row per item whose mask entry is true, in item order), or a folder written by
     ``recembed encode`` (every modality in it, checked against the dataset's item ids). ``text_columns`` are
     joined per item and encoded by ``text_encoder`` into the column ``text_name`` (default
     ``"<encoder>_text"``). Items a source does not cover get a zero row (= missing). Returns the names added.
@@ -214,9 +242,10 @@ def attach_features(dataset, specs: Iterable[str] = (), *, text_columns: Iterabl
     for spec in specs:
         name, sep, path = spec.partition("=")
         if sep:
+            path, *options = path.split(",")
             if not name or not path:
                 raise ConfigError(f"--features {spec!r}: expected NAME=PATH (e.g. image=image_feat.npy)")
-            values, _ = load_vectors(path, dataset.items)
+            values, _ = load_vectors(path, dataset.items, **_row_options(spec, options, dataset.num_items))
             table.add(name, values, "vector")
             added.append(name)
             continue

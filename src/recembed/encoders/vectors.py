@@ -1,8 +1,10 @@
 """Precomputed content vectors (image / audio / text embeddings) from ``.npy`` or Parquet files, aligned
 to the item vocabulary.
 
-* ``.npy``: an ``(n, d)`` matrix. Row ``r`` belongs to item id ``ids[r]`` when ``ids`` is given, else
-  to item *index* ``r`` (the MMRec convention: row = the dataset's item index).
+* ``.npy``: an ``(n, d)`` matrix. Row ``r`` belongs to item id ``ids[r]`` when ``ids`` is given; else to the
+  ``r``-th item whose ``present`` mask entry is true when a mask is given; else to item *index* ``r`` (the MMRec
+  convention: row = the dataset's item index), and then the file must have one row per item: with fewer rows,
+  a missing middle row would silently shift every later item onto its neighbour's vector.
 * Parquet: an id column (``item_id`` by default) and either one list column of floats or several
   numeric columns (all non-id columns, in file order).
 
@@ -60,9 +62,10 @@ def _matrix_from_parquet(path: Path, id_column: str) -> tuple[np.ndarray, np.nda
 
 
 def load_vectors(path: str | Path, items: Vocabulary, *, ids: Sequence[str] | np.ndarray | None = None,
-                 id_column: str = "item_id", dim: int | None = None,
-                 unknown: str = "error") -> tuple[np.ndarray, np.ndarray]:
-    """Read a vector file and align it to ``items``; see the module docstring."""
+                 id_column: str = "item_id", dim: int | None = None, unknown: str = "error",
+                 present: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Read a vector file and align it to ``items``; see the module docstring. ``present``: a ``(num_items,)``
+    boolean missing mask for a ``.npy`` with fewer rows than items (row ``r`` = the ``r``-th present item)."""
     path = Path(path)
     if not path.exists():
         raise DataError("file not found", path=path)
@@ -88,10 +91,26 @@ def load_vectors(path: str | Path, items: Vocabulary, *, ids: Sequence[str] | np
         raise DataError(f"{int(bad.sum())} row(s) with NaN/inf values, first at row {int(np.flatnonzero(bad)[0])}",
                         path=path, line=int(np.flatnonzero(bad)[0]))
     n_items = len(items)
-    if row_ids is None:
-        if matrix.shape[0] > n_items:
-            raise DataError(f"{matrix.shape[0]} rows but the item vocabulary has {n_items} items; give the row "
-                            "ids (ids=...) or a Parquet file with an id column", path=path)
+    if present is not None:
+        if row_ids is not None:
+            raise DataError("give row ids or a missing mask, not both", path=path)
+        mask = np.asarray(present)
+        if mask.shape != (n_items,) or not np.isin(mask, (0, 1)).all():
+            raise DataError(f"the missing mask must hold {n_items} booleans (one per item), got shape {mask.shape}",
+                            path=path)
+        mask = mask.astype(bool)
+        if int(mask.sum()) != matrix.shape[0]:
+            raise DataError(f"{matrix.shape[0]} rows but the missing mask marks {int(mask.sum())} items present; "
+                            "expected one row per present item, in item order", path=path)
+        rows = np.flatnonzero(mask)
+        src = np.arange(matrix.shape[0])
+    elif row_ids is None:
+        if matrix.shape[0] != n_items:
+            raise DataError(f"{matrix.shape[0]} rows but the item vocabulary has {n_items} items; a .npy row is an "
+                            "item index, so a missing row would shift every later item: give one row per item, or "
+                            "say which rows are which: NAME=PATH,ids=IDS.txt (one item id a line, row order), "
+                            "NAME=PATH,mask=MASK.npy (num_items booleans, True = has a row), or a Parquet file "
+                            "with an item_id column", path=path)
         rows = np.arange(matrix.shape[0])
         src = np.arange(matrix.shape[0])
     else:

@@ -27,6 +27,16 @@ from ..options import FitOptions
 FORMAT_VERSION = 1
 
 
+def _as_interactions(data: Any, name: str) -> Interactions:
+    if isinstance(data, Interactions):
+        return data
+    if sp.issparse(data):
+        return Interactions.from_csr(data)
+    raise DataError(f"fit({name}=...): expected recembed Interactions or a scipy.sparse user x item matrix, got "
+                    f"{type(data).__name__}; build Interactions with Dataset.from_pandas / Dataset.from_arrow / "
+                    "Interactions.from_csr(matrix), or pass split.train")
+
+
 class Recommender:
     """Base class of the retrieval models. Subclasses set ``name``, ``Config`` and implement
     ``_fit``, ``score`` and ``_state`` / ``_set_state``."""
@@ -64,7 +74,11 @@ class Recommender:
 
     # -- the contract -----------------------------------------------------------------------------
     def fit(self, train: Interactions, *, options: FitOptions | None = None, **context: Any) -> Self:
-        """Learn from ``train``; ``context`` may carry ``valid`` interactions or an ``item_table``."""
+        """Learn from ``train`` (:class:`Interactions`, or a scipy.sparse user x item matrix, wrapped with
+        :meth:`Interactions.from_csr`); ``context`` may carry ``valid`` interactions or an ``item_table``."""
+        train = _as_interactions(train, "train")
+        if "valid" in context and context["valid"] is not None:
+            context["valid"] = _as_interactions(context["valid"], "valid")
         if len(train) == 0:
             raise DataError("cannot fit on an empty training set")
         self.num_users_, self.num_items_ = train.num_users, train.num_items

@@ -215,11 +215,8 @@ def encoder_for_run(run: Any, data_root: str | Path | None = None) -> tuple[Cont
     from ..models.content._content import content_matrix
 
     try:
-        name = str(spec.get("data"))
-        if name.split(":", 1)[0] in catalog.CATALOG:
-            dataset = catalog.load(name, root=data_root or spec.get("data_root"))
-        else:
-            dataset = catalog.load_path(Path(name))
+        dataset, _ = catalog.load_any(str(spec.get("data")), root=data_root or spec.get("data_root"),
+                                      **{k: spec.get(k) for k in ("items", "users", "columns", "duplicates")})
     except Exception as exc:  # noqa: BLE001 - any failure to reload means: no content encoder, say why
         return None, f"could not reload the run's data {spec.get('data')!r} ({exc})"
     if dataset.items.to_list() != run.items.to_list():

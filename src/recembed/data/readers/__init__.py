@@ -15,6 +15,7 @@ from .formats import (
     read_triples_split,
     read_unisrec_split,
 )
+from .own import read_own
 
 __all__ = [
     "read_adjacency_split",
@@ -22,6 +23,7 @@ __all__ = [
     "read_delimited",
     "read_json_sequences",
     "read_mmrec",
+    "read_own",
     "read_parquet_interactions",
     "read_recbole_atomic",
     "read_sequence_file",

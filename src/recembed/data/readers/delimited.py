@@ -18,6 +18,7 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
 from ...errors import DataError
+from ..hygiene import check_ids, non_utf8_error
 
 # column types: "str" (an id or token; must be non-empty), "text" (any string, may be empty),
 # "float", "int"
@@ -104,6 +105,8 @@ def read_delimited(
                 if pc.any(empty).as_py():
                     _diagnose(path, columns, delimiter, header, names, quoting, optional)
                     raise DataError("an empty value where an id was expected", path=path, field=name)
+                check_ids(col, path=path, field=name, line_of=lambda row: line_of_row(
+                    path, row, delimiter=delimiter, quoting=quoting, header=header))
             out[name] = np.asarray(col.to_pylist(), dtype=object)
     return out
 
@@ -157,8 +160,8 @@ def _diagnose(
                                 f"expected a{'n integer' if kind == 'int' else ' number'}, found {value!r}",
                                 path=path, line=line, field=name,
                             ) from None
-    except UnicodeDecodeError as exc:
-        raise DataError(f"not UTF-8 text (byte offset {exc.start})", path=path) from None
+    except UnicodeDecodeError:
+        raise non_utf8_error(path) from None
     except csv.Error as exc:
         raise DataError(f"malformed quoting ({exc})", path=path) from None
 
@@ -201,8 +204,8 @@ def numbered_token_lines(path: str | Path, *, min_tokens: int = 1) -> list[tuple
         raise DataError("file not found", path=path)
     try:
         text = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError as exc:
-        raise DataError(f"not UTF-8 text (byte offset {exc.start})", path=path) from None
+    except UnicodeDecodeError:
+        raise non_utf8_error(path) from None
     out = []
     for lineno, line in enumerate(text.splitlines(), start=1):
         tokens = line.split()

@@ -27,6 +27,7 @@ import pyarrow.compute as pc
 
 from ...errors import DataError
 from ..dataset import Dataset
+from ..hygiene import check_ids, non_utf8_error
 from ..splits import PARTS, leave_one_out
 from ..tables import Table
 from ..vocab import Vocabulary
@@ -107,6 +108,7 @@ def read_parquet_interactions(
             empty = empty.to_numpy(zero_copy_only=False)
             if empty.any():
                 raise DataError(f"empty id at row {int(np.flatnonzero(empty)[0])}", path=path, field=col_name)
+            check_ids(strings, path=path, field=col_name)  # literal NaN / None / null
             cols[key] = np.asarray(strings.to_pylist(), dtype=object)
         else:
             try:
@@ -128,8 +130,8 @@ def _atomic_header(path: Path) -> list[tuple[str, str]]:
     try:
         with open(path, encoding="utf-8") as fh:
             first = fh.readline().rstrip("\r\n")
-    except UnicodeDecodeError as exc:
-        raise DataError(f"not UTF-8 text (byte offset {exc.start})", path=path) from None
+    except UnicodeDecodeError:
+        raise non_utf8_error(path) from None
     fields = []
     for raw in first.split("\t"):
         name, sep, typ = raw.rpartition(":")
@@ -397,8 +399,8 @@ def read_json_sequences(path: str | Path, name: str | None = None) -> Dataset:
 
     try:
         data = json.loads(path.read_text(encoding="utf-8"), object_pairs_hook=no_repeated_keys)
-    except UnicodeDecodeError as exc:
-        raise DataError(f"not UTF-8 text (byte offset {exc.start})", path=path) from None
+    except UnicodeDecodeError:
+        raise non_utf8_error(path) from None
     except json.JSONDecodeError as exc:
         raise DataError(f"not valid JSON ({exc.msg})", path=path, line=exc.lineno) from None
     if not isinstance(data, dict):
