@@ -270,6 +270,9 @@ def write_run(out: Path, model: Recommender, dataset_name: str, titles: np.ndarr
         plot_history(history, out / "training_curve.png", title=f"{config['model']} on {dataset_name}",
                      metric_label=f"{metrics.get('training', {}).get('history_metrics_on', 'valid')} metric")
     config = {**config, "recembed": __version__, "python": platform.python_version()}
+    resolved = getattr(model, "auto_resolved_", None)
+    if resolved:
+        config["auto_resolved"] = dict(resolved)
     write_json(out / "config.json", config)
     write_json(out / "metrics.json", metrics)  # last: its presence marks a complete run
 

@@ -35,7 +35,11 @@ class TrainConfig:
     epochs: int = 300
     """Maximum number of epochs."""
     batch_size: int = 2048
-    """Training examples per step."""
+    """Training examples per step (an upper bound when ``min_steps`` is set)."""
+    min_steps: int = 0
+    """Data-size-aware batches: an epoch takes at least this many optimizer steps, the batch shrinking to
+    ``ceil(examples / min_steps)`` on data too small for ``batch_size`` to give that many (0: ``batch_size``
+    as set). The batch used is recorded in ``config.json`` under ``auto_resolved``."""
     learning_rate: float = 1e-3
     """Adam / SGD step size."""
     weight_decay: float = 0.0
@@ -71,6 +75,7 @@ class TrainConfig:
     def __post_init__(self) -> None:
         check(self.epochs >= 1, "epochs", f"must be >= 1, got {self.epochs}")
         check(self.batch_size >= 1, "batch_size", f"must be >= 1, got {self.batch_size}")
+        check(self.min_steps >= 0, "min_steps", f"must be >= 0, got {self.min_steps}")
         check(self.learning_rate > 0, "learning_rate", f"must be > 0, got {self.learning_rate}")
         check(self.weight_decay >= 0, "weight_decay", f"must be >= 0, got {self.weight_decay}")
         check(self.patience >= 0, "patience", f"must be >= 0, got {self.patience}")
@@ -78,6 +83,12 @@ class TrainConfig:
         check(self.valid_sample >= 0, "valid_sample", f"must be >= 0, got {self.valid_sample}")
         check(self.time_budget_s >= 0, "time_budget_s", f"must be >= 0, got {self.time_budget_s}")
         check("@" in self.valid_metric, "valid_metric", f"expected NAME@K, got {self.valid_metric!r}")
+
+    def batch_for(self, examples: int) -> int:
+        """The batch size for an epoch of ``examples`` training examples under ``min_steps``."""
+        if self.min_steps <= 0 or examples <= 0:
+            return self.batch_size
+        return max(1, min(self.batch_size, -(-examples // self.min_steps)))
 
 
 #: config keys that may change between a checkpoint and the run resuming it
