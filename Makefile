@@ -21,8 +21,10 @@ $(VENV)/.installed: $(BIN)/python pyproject.toml
 install: $(VENV)/.installed
 
 quickstart: install
-	$(BIN)/recembed fit ease --data synthetic --out runs/quickstart
-	$(BIN)/recembed recommend runs/quickstart --user u0 --k 10
+	$(BIN)/recembed fit alpharec --data examples/interactions.csv --items examples/items.csv \
+	    --columns user=reader,item=book,time=date,rating=stars \
+	    --text-columns title,description --encoder tfidf --no-progress --out runs/quickstart
+	$(BIN)/recembed recommend runs/quickstart --user ana --k 5
 
 # Headless Chromium (Debian's package) and playwright-core (npm, into the git-ignored .browser/) for the
 # page test (tests/test_serve_page.py). No browser download: playwright drives /usr/bin/chromium. A failed
