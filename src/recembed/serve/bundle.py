@@ -15,10 +15,13 @@ Layout::
       items.parquet            item vocabulary (``id``) and ``title`` when the run had titles
       content/...              content encoder state and head arrays (content-capable bundles only)
       index/items.<kind>.faiss optional FAISS index over ``item_vectors`` (FAISS's own binary format)
+      signature.json           optional HMAC-SHA256 of manifest.json (``sign`` / ``--sign``; see :mod:`.signing`)
 
 Written into a temporary directory beside ``BUNDLE`` and renamed into place (a crash leaves no half
 bundle). :func:`load_bundle` checks the format version and every file's checksum, and refuses files that the
-manifest does not list. Nothing is pickled: arrays are safetensors, tables Parquet, metadata JSON.
+manifest does not list; checksums catch accidental corruption and truncation, not deliberate edits (anyone can
+recompute a SHA-256): the signature does (:mod:`.signing`). Nothing is pickled: arrays are safetensors, tables
+Parquet, metadata JSON.
 
 Serving kinds: ``embedding`` (the model's scores are an inner product of exported user and item vectors:
 recommendations are an index search) and ``model`` (scores come from the model: history models, Mult-VAE,
@@ -28,10 +31,12 @@ sequential models; the index serves similar items when the model has item vector
 from __future__ import annotations
 
 import datetime as _dt
+import json
 import os
 import platform
 import shutil
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
@@ -49,6 +54,7 @@ from ..errors import DataError
 from ..io import read_json, sha256_file, write_json
 from ..models.base import Recommender
 from .content import CONTENT_HEADS, ENCODER_FILE, HEAD_FILE, VOCAB_FILE, ContentEncoder
+from .signing import SIGNATURE, bundle_key, check_signature, is_signed, sign_manifest
 
 FORMAT = "recembed-bundle"
 FORMAT_VERSION = 1
@@ -156,8 +162,9 @@ def _swap_into_place(tmp: Path, out: Path, overwrite: bool) -> None:
         os.replace(tmp, out)
 
 
-def _finish(tmp: Path, manifest: dict[str, Any]) -> None:
-    """Checksum every file under ``tmp`` into the manifest and write it last."""
+def _finish(tmp: Path, manifest: dict[str, Any], sign_key: bytes | None = None) -> None:
+    """Checksum every file under ``tmp`` into the manifest and write it last (then its signature, with a key)."""
+    (tmp / SIGNATURE).unlink(missing_ok=True)
     files = {}
     for p in sorted(tmp.rglob("*")):
         if p.is_file():
@@ -166,6 +173,8 @@ def _finish(tmp: Path, manifest: dict[str, Any]) -> None:
                 files[rel] = {"sha256": sha256_file(p), "bytes": p.stat().st_size}
     manifest["files"] = files
     write_json(tmp / MANIFEST, manifest)
+    if sign_key is not None:
+        sign_manifest(tmp, sign_key)
 
 
 def write_bundle(
@@ -183,12 +192,18 @@ def write_bundle(
     index: str | None = None,
     index_params: dict[str, Any] | None = None,
     overwrite: bool = False,
+    sign: bool = False,
+    progress: Callable[[str], None] | None = None,
 ) -> Path:
     """Write a bundle directory atomically (see the module docstring); returns its path.
 
     ``index`` (``flat`` / ``hnsw`` / ``ivfpq``) also builds and stores a FAISS index over the item vectors
-    (embedding bundles only; the exact index needs no file).
+    (embedding bundles only; the exact index needs no file). ``sign``: also write ``signature.json`` with the key
+    in ``RECEMBED_BUNDLE_KEY`` (an error when unset). ``progress``: called with the name of each step
+    (:data:`WRITE_STEPS`) as it starts.
     """
+    step = progress or (lambda name: None)
+    sign_key = bundle_key(required=True, purpose="signing a bundle (--sign)") if sign else None
     out = Path(out)
     model._check_fitted()
     if len(users) != model.num_users_ or len(items) != model.num_items_:
@@ -207,7 +222,9 @@ def write_bundle(
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
     try:
+        step("model")
         model.save(tmp / "model")
+        step("vocabularies and history")
         _write_parquet(tmp / "users.parquet", pa.table({"id": users.arrow}))
         cols: dict[str, Any] = {"id": items.arrow}
         if titles is not None:
@@ -232,6 +249,7 @@ def write_bundle(
             "index": None,
             "libraries": _versions(("faiss-cpu",) if index else ()),
         }
+        step("vectors and content")
         if vectors is not None:
             _save_tensors(tmp / EMBEDDINGS_FILE, {"user_vectors": vectors[0], "item_vectors": vectors[1]})
         if content is not None and model.name in CONTENT_HEADS:
@@ -242,9 +260,11 @@ def write_bundle(
                 _write_parquet(tmp / VOCAB_FILE, pa.table({"term": pa.array(terms, pa.string())}))
             _save_tensors(tmp / HEAD_FILE, CONTENT_HEADS[model.name].state(model))
             manifest["content"] = {**content.spec(), "head": model.name}
+        step(f"index ({index})" if index else "index (none)")
         if index is not None:
             manifest["index"] = _build_index_file(tmp, index, index_params or {}, vectors[1])
-        _finish(tmp, manifest)
+        step("checksums" + (" and signature" if sign_key else ""))
+        _finish(tmp, manifest, sign_key)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -270,13 +290,17 @@ def _build_index_file(root: Path, kind: str, params: dict[str, Any], item_vector
 
 def bundle_from_run(run_dir: str | Path, out: str | Path, *, index: str | None = None,
                     index_params: dict[str, Any] | None = None, data_root: str | Path | None = None,
-                    overwrite: bool = False) -> tuple[Path, list[str]]:
+                    overwrite: bool = False, sign: bool = False, progress: Callable[[str], None] | None = None
+                    ) -> tuple[Path, list[str]]:
     """Bundle a run directory (``recembed fit`` output); returns ``(path, notes)``: notes say what was left
-    out and why (e.g. no content encoder)."""
+    out and why (e.g. no content encoder). ``sign`` / ``progress``: see :func:`write_bundle` (``progress`` also
+    gets ``"run"`` and ``"content encoder"``)."""
     from ..data.interactions import Interactions
     from ..runs import load_run
     from .content import encoder_for_run
 
+    if progress is not None:
+        progress("run")
     run = load_run(run_dir)
     notes: list[str] = []
     split = run.split
@@ -287,6 +311,8 @@ def bundle_from_run(run_dir: str | Path, out: str | Path, *, index: str | None =
         indptr, hist = Interactions.concat([split.train, split.valid, split.test]).histories()
     content = None
     if run.model.name in CONTENT_HEADS:
+        if progress is not None:
+            progress("content encoder")
         content, note = encoder_for_run(run, data_root)
         if content is None:
             notes.append(f"no content encoder: {note}; POST /v1/items will answer 501")
@@ -295,14 +321,19 @@ def bundle_from_run(run_dir: str | Path, out: str | Path, *, index: str | None =
     path = write_bundle(out, model=run.model, users=run.users, items=run.items, history_indptr=indptr,
                         history_items=hist, titles=None if run.titles is None else [str(t) for t in run.titles],
                         metrics=metrics, source={"run_dir": str(Path(run_dir).resolve()), "config": run.config},
-                        content=content, index=index, index_params=index_params, overwrite=overwrite)
+                        content=content, index=index, index_params=index_params, overwrite=overwrite, sign=sign,
+                        progress=progress)
     return path, notes
 
 
 def add_index(bundle_dir: str | Path, kind: str, params: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Rebuild ``bundle_dir`` with a (new) stored index of ``kind``, atomically; returns the index entry."""
+    """Rebuild ``bundle_dir`` with a (new) stored index of ``kind``, atomically; returns the index entry.
+
+    A signed bundle is signed again (the key must be set: the old signature is checked first)."""
     bundle_dir = Path(bundle_dir)
-    manifest = verify_bundle(bundle_dir)
+    signed = is_signed(bundle_dir)
+    manifest = verify_bundle(bundle_dir, require_signature=signed)
+    sign_key = bundle_key(required=True, purpose="re-signing a signed bundle") if signed else None
     if manifest["serving"]["kind"] != "embedding":
         raise BundleError("only embedding bundles have an item index to store", path=bundle_dir)
     tmp = Path(tempfile.mkdtemp(prefix=f".{bundle_dir.name}.", suffix=".tmp", dir=bundle_dir.parent))
@@ -314,7 +345,7 @@ def add_index(bundle_dir: str | Path, kind: str, params: dict[str, Any] | None =
         vectors = _load_tensors(tmp / EMBEDDINGS_FILE)["item_vectors"]
         manifest["index"] = _build_index_file(tmp, kind, params or {}, vectors)
         manifest["libraries"] = _versions(("faiss-cpu",))
-        _finish(tmp, manifest)
+        _finish(tmp, manifest, sign_key)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -329,17 +360,22 @@ def is_bundle(path: str | Path) -> bool:
     return (Path(path) / MANIFEST).is_file()
 
 
-def verify_bundle(path: str | Path) -> dict[str, Any]:
-    """Check format, version, and every file's size and SHA-256; refuse unlisted files. Returns the manifest."""
+def verify_bundle(path: str | Path, *, require_signature: bool = False) -> dict[str, Any]:
+    """Check the signature (when the bundle has one and ``RECEMBED_BUNDLE_KEY`` is set; always with
+    ``require_signature``), the format, version, and every file's size and SHA-256; refuse unlisted files.
+    Returns the manifest."""
     path = Path(path)
     if not path.is_dir():
         raise BundleError("not a directory", path=path)
     if not (path / MANIFEST).is_file():
         raise BundleError(f"not a bundle: no {MANIFEST}", path=path)
+    raw = (path / MANIFEST).read_bytes()
+    check_signature(path, raw, require=require_signature)  # over these bytes: the manifest parsed below
     try:
-        manifest = read_json(path / MANIFEST)
-    except DataError as exc:
-        raise BundleError(str(exc)) from None
+        manifest = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        line = f" at line {exc.lineno}" if isinstance(exc, json.JSONDecodeError) else ""
+        raise BundleError(f"manifest is not valid JSON{line} ({exc})", path=path / MANIFEST) from None
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
         raise BundleError(f"not a {FORMAT} manifest", path=path / MANIFEST, field="format")
     if manifest.get("format_version") != FORMAT_VERSION:
@@ -356,10 +392,12 @@ def verify_bundle(path: str | Path) -> dict[str, Any]:
         if not p.is_file():
             raise BundleError("missing file listed in the manifest", path=p)
         if p.stat().st_size != entry.get("bytes") or sha256_file(p) != entry.get("sha256"):
-            raise BundleError("checksum mismatch: the file was changed after the bundle was written "
-                              "(corrupted or tampered); refusing to load", path=p)
+            raise BundleError("checksum mismatch: the file changed after the bundle was written (corrupted or "
+                              "truncated); refusing to load", path=p)
+    top_level = (MANIFEST, SIGNATURE)
     extra = sorted(p.relative_to(path).as_posix() for p in path.rglob("*")
-                   if p.is_file() and p.relative_to(path).as_posix() not in files and p.name != MANIFEST)
+                   if p.is_file() and p.relative_to(path).as_posix() not in files
+                   and p.relative_to(path).as_posix() not in top_level)
     if extra:
         raise BundleError(f"files not listed in the manifest: {extra[:5]}; refusing to load", path=path)
     return manifest
@@ -375,10 +413,13 @@ def _load_tensors(path: Path) -> dict[str, np.ndarray]:
         raise BundleError(f"unreadable tensors ({exc})", path=path) from None
 
 
-def load_bundle(path: str | Path, *, verify: bool = True) -> Bundle:
-    """Load a bundle; with ``verify`` (default) its checksums are checked first (:func:`verify_bundle`)."""
+def load_bundle(path: str | Path, *, verify: bool = True, require_signature: bool = False) -> Bundle:
+    """Load a bundle; with ``verify`` (default) its checksums (and signature) are checked first
+    (:func:`verify_bundle`); ``require_signature`` refuses a bundle without a valid signature."""
     path = Path(path)
-    manifest = verify_bundle(path) if verify else read_json(path / MANIFEST)
+    if require_signature and not verify:
+        raise BundleError("require_signature needs verify=True", path=path)
+    manifest = verify_bundle(path, require_signature=require_signature) if verify else read_json(path / MANIFEST)
     model = Recommender.load(path / "model")
     users = Vocabulary(pq.read_table(path / "users.parquet").column("id").combine_chunks(), name="user")
     item_table = pq.read_table(path / "items.parquet")

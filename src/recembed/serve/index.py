@@ -4,14 +4,17 @@ Every index keeps the item vectors it was built on (``vectors``, ``(N, D) float3
 
     search(queries (B, D), k, exclude=None, candidates=None) -> (items (B, k) int64, scores (B, k) float32)
 
-best first; rows with fewer than ``k`` admissible items are padded with ``-1`` / ``-inf``.
+best first; rows with fewer than ``k`` admissible items are padded with ``-1`` / ``-inf`` (the service drops
+the padding and reports the real ``count``).
 
 * ``exclude``: per query row, item indices that must not come back (seen items, explicit exclusions);
 * ``candidates``: item indices the answer is restricted to (shared by the rows): scored exactly over those
   items, whatever the index kind (a restricted set is small; approximate search would waste its budget).
 
 Approximate kinds over-fetch ``k + len(largest exclusion)`` neighbours, drop excluded ones, and (``rerank``)
-re-score their raw hits exactly from ``vectors``; a row left short is searched again with a wider net.
+re-score their raw hits exactly from ``vectors``; a row left short is searched again with a wider net, and a
+row still short of the admissible items (``k`` near or above the item count, a graph that does not reach every
+item) is answered by exact search: an approximate index never returns fewer items than exact would.
 One query (``B == 1``, the server's case) takes a lean path with the same semantics: a matrix-vector product
 (exact) or one FAISS call, exclusions by binary search, and a top-k over one vector.
 ``add`` appends items (new items from content) to both the vectors and the FAISS structure. FAISS indexes are
@@ -169,9 +172,21 @@ class ItemIndex:
             return topk_vector(scores, k)
         n = min(len(self), k + len(excl))
         items, scores = self._filtered_one(q, n, k, excl)
-        if items[-1] < 0 and n < len(self):  # short (padding sits at the end): a wider net, as in _approximate
-            items, scores = self._filtered_one(q, min(len(self), max(4 * n, n + 64)), k, excl)
+        if items[-1] < 0:  # short (padding sits at the end): a wider net, as in _approximate, then exact
+            want = min(k, self._admissible(excl))
+            if n < len(self) and int((items >= 0).sum()) < want:
+                items, scores = self._filtered_one(q, min(len(self), max(4 * n, n + 64)), k, excl)
+            if int((items >= 0).sum()) < want:
+                scores = self.vectors @ q[0]
+                if len(excl):
+                    scores[excl] = -np.inf
+                items, scores = topk_vector(scores, k)
         return items, scores
+
+    def _admissible(self, excl: np.ndarray) -> int:
+        """Items a query with exclusions ``excl`` may get back."""
+        excl = np.asarray(excl, dtype=np.int64)
+        return len(self) - len(np.unique(excl[(excl >= 0) & (excl < len(self))]))
 
     def _filtered_one(self, q: np.ndarray, n: int, k: int, excl: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         rerank = int(self._params.get("rerank", 1))
@@ -218,6 +233,11 @@ class ItemIndex:
         if len(short) and n < len(self):  # a row lost too many hits to exclusions / the graph: wider net
             wide = min(len(self), max(4 * n, n + 64))
             items[short], scores[short] = self._filtered(q[short], wide, k, [excl[i] for i in short])
+        if len(short):  # still short of what exact search would return: exact for those rows
+            want = np.array([min(k, self._admissible(excl[i])) for i in short])
+            rows = short[(items[short] >= 0).sum(axis=1) < want]
+            if len(rows):
+                items[rows], scores[rows] = self._exact(q[rows], k, [excl[i] for i in rows])
         return items, scores
 
     def _filtered(self, q: np.ndarray, n: int, k: int, excl: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
