@@ -23,13 +23,13 @@ DELAY_SECONDS = 1.0
 
 class ProgressBar:
     def __init__(self, description: str, total: int | None = None, *, enabled: bool = True,
-                 delay: float = DELAY_SECONDS, console: Any = None) -> None:
+                 delay: float | None = None, console: Any = None) -> None:
         from rich.console import Console
 
         self.description, self.total = description, total
         self.console = console if console is not None else Console(stderr=True)
         self.enabled = bool(enabled) and self.console.is_terminal
-        self.delay = delay
+        self.delay = DELAY_SECONDS if delay is None else delay
         self._lock = threading.Lock()
         self._bar: Any = None
         self._task: Any = None
