@@ -11,7 +11,7 @@ from click.testing import CliRunner
 from rich.console import Console
 from test_serve_support import bundle_of, fitted_run
 
-import recembed.progress as progress
+from recembed import progress
 from recembed.cli import serve_cmds
 from recembed.cli.main import cli
 from recembed.progress import ProgressBar
@@ -55,7 +55,7 @@ def test_commands_show_a_bar_on_a_terminal_and_hide_it_with_no_progress(tmp_path
     monkeypatch.setattr(progress, "DELAY_SECONDS", 0.0)
     for flag, expect_bar in (([], True), (["--no-progress"], False)):
         console, buf = _terminal()
-        monkeypatch.setattr(serve_cmds, "_console", lambda: console)
+        monkeypatch.setattr(serve_cmds, "_console", lambda console=console: console)
         out = tmp_path / ("bar" if expect_bar else "nobar")
         out.mkdir()
         res = CliRunner().invoke(cli, [*args(out), *flag])

@@ -107,7 +107,7 @@ def test_an_approximate_index_is_never_shorter_than_exact() -> None:
     hnsw = build_index("hnsw", vectors, m=4, ef_construction=8, ef_search=4)  # a weak graph
     exclude = [np.arange(0, 300, 3), np.arange(10)]
     for queries in (vectors[:1], vectors[:2]):
-        items, scores = hnsw.search(queries, 300, exclude=exclude[: len(queries)])
+        items, _ = hnsw.search(queries, 300, exclude=exclude[: len(queries)])
         for row, excl in zip(items, exclude):
             assert (row >= 0).sum() == 300 - len(excl)
             assert not set(row[row >= 0].tolist()) & set(excl.tolist())

@@ -91,12 +91,12 @@ class Metrics:
                       "# HELP recembed_users Known users.", "# TYPE recembed_users gauge",
                       f"recembed_users {info['users']}",
                       "# HELP recembed_bundle_info The served bundle.", "# TYPE recembed_bundle_info gauge",
-                      f'recembed_bundle_info{{model="{info["model"]}",serving="{info["serving"]}",'
-                      f'index="{info["index"]}"}} 1']
+                      (f'recembed_bundle_info{{model="{info["model"]}",serving="{info["serving"]}",'
+                       f'index="{info["index"]}"}} 1')]
         return "\n".join(lines) + "\n"
 
 
-class _BodyTooLarge(BaseException):  # noqa: N818 - not an Exception: FastAPI's body parsing would turn it into 400
+class _BodyTooLarge(BaseException):  # not an Exception: FastAPI's body parsing would turn it into 400
     """Raised from ``receive`` when a body passes the limit; the middleware answers 413."""
 
 
