@@ -56,7 +56,7 @@ def manifest_mac(manifest_bytes: bytes, key: bytes) -> str:
 
 def sign_manifest(bundle_dir: str | Path, key: bytes) -> Path:
     """Write ``signature.json`` for the ``manifest.json`` in ``bundle_dir`` (atomically)."""
-    from .bundle import MANIFEST
+    from .bundle_read import MANIFEST
 
     bundle_dir = Path(bundle_dir)
     mac = manifest_mac((bundle_dir / MANIFEST).read_bytes(), key)
@@ -77,7 +77,7 @@ def check_signature(bundle_dir: str | Path, manifest_bytes: bytes, *, require: b
             raise SignatureError(f"the bundle is not signed (no {SIGNATURE}); a signature is required "
                                  f"(sign it with `recembed bundle --sign`, key in {KEY_ENV})", path=bundle_dir)
         return False
-    key = bundle_key(required=require, purpose="--require-signature")
+    key = bundle_key(required=require, purpose="a required signature check (--require-signature)")
     if key is None:
         return False
     try:
