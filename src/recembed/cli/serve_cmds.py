@@ -127,9 +127,12 @@ def index_build(path: str, kind: str, params: tuple[str, ...], k: int, queries: 
     from ..progress import ProgressBar
     from ..serve.bundle import add_index, is_bundle, load_bundle
     from ..serve.index import build_index, measure_index, set_index_threads
+    from ..serve.signing import bundle_key, is_signed
 
     if save and not is_bundle(path):
         raise click.UsageError("--save needs a bundle (recembed bundle RUN_DIR --out BUNDLE)")
+    if save and is_signed(path):  # before the work: storing the index signs the bundle again
+        bundle_key(required=True, purpose="re-signing a signed bundle (index build --save)")
     opts = _parse_params(params, "--param")
     with (tempfile.TemporaryDirectory(prefix="recembed-index-") as tmp,
           ProgressBar("index build", total=4 if save else 3, enabled=not no_progress, console=_console()) as bar):
