@@ -61,6 +61,10 @@ except ImportError:  # pragma: no cover - without it /docs needs the network
     _FastAPI = FastAPI
 
 MAX_HISTORY = 1000
+BODY_ERRORS: dict[int | str, dict[str, Any]] = {  # documented in the OpenAPI schema of the routes with a body
+    400: {"description": "Malformed JSON: `malformed JSON at line L, column C: ...` (with `line`, `column`)"},
+    415: {"description": "A body sent with another content type than application/json"},
+}
 
 
 # --------------------------------------------------------------------------------------------
@@ -248,7 +252,7 @@ def create_app(config: AppConfig) -> FastAPI:
         body = user_recommendations_body(service(request), user_id, k, exclude_seen)
         return Response(body, media_type="application/json")
 
-    @app.post("/v1/recommendations", responses={200: {"model": RecommendationsOut}},
+    @app.post("/v1/recommendations", responses={200: {"model": RecommendationsOut}, **BODY_ERRORS},
               dependencies=[Depends(json_content_type)])
     async def history_recommendations(request: Request, body: HistoryRequest) -> Response:
         svc = service(request)
@@ -265,7 +269,7 @@ def create_app(config: AppConfig) -> FastAPI:
         items = service(request).similar(item_id, k)
         return _json({"item_id": item_id, "k": k, "count": len(items), "items": items})
 
-    @app.post("/v1/items", status_code=201, dependencies=[Depends(json_content_type)])
+    @app.post("/v1/items", status_code=201, responses=BODY_ERRORS, dependencies=[Depends(json_content_type)])
     async def add_item(request: Request, body: NewItem = Body(...),
                        x_api_key: str | None = Header(None)) -> Response:
         refused = require_key(x_api_key)
