@@ -27,8 +27,8 @@ quickstart: install
 	$(BIN)/recembed recommend runs/quickstart --user ana --k 5
 
 # Headless Chromium (Debian's package) and playwright-core (npm, into the git-ignored .browser/) for the
-# page test (tests/test_serve_page.py). No browser download: playwright drives /usr/bin/chromium. A failed
-# install only warns; that test then skips and says why.
+# page and API-docs tests (tests/test_serve_page.py, tests/test_serve_docs_page.py). No browser download:
+# playwright drives /usr/bin/chromium. A failed install only warns; those tests then skip and say why.
 browser:
 	@if [ ! -x /usr/bin/chromium ]; then \
 	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) \

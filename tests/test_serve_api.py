@@ -155,6 +155,16 @@ def test_mutations_are_off_without_a_configured_key(monkeypatch) -> None:
         assert r.status_code == 403 and "RECEMBED_API_KEY" in r.json()["detail"]
 
 
+def test_a_warning_at_start_when_no_api_key_is_set() -> None:
+    keyless, keyed = Server(bundle_of("bpr"), api_key=None), Server(bundle_of("bpr"))
+    for server in (keyless, keyed):
+        with server:
+            pass
+    log = " ".join(keyless.log.read_text().split())
+    assert "warning: no API key set (RECEMBED_API_KEY is empty)" in log and "refused with 403" in log
+    assert "no API key" not in keyed.log.read_text()
+
+
 def test_models_without_a_capability_answer_501(ease) -> None:
     r = ease.post("/v1/items", json={"item_id": "x", "title": "y"}, headers={"X-API-Key": API_KEY})
     assert r.status_code == 501 and "no content encoder" in r.json()["detail"]

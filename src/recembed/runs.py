@@ -9,7 +9,8 @@ Run directory layout::
       model/                 model.json + model.safetensors
       users.parquet          user vocabulary (index order)
       items.parquet          item vocabulary (+ title when the item table has one)
-      split.parquet          the split as (part, user_idx, item_idx): re-scoring needs no data root
+      split.parquet          the split as (part, user_idx, item_idx[, timestamp]): re-scoring needs no data
+                             root; timestamps (when the data has them) order histories by time
       per_user_test.parquet  per-user test metrics and top-K lists (for slices / significance)
       history.json, training_curve.png   per-epoch loss / validation metric (trainable models)
 """
@@ -252,11 +253,14 @@ def write_run(out: Path, model: Recommender, dataset_name: str, titles: np.ndarr
         items["title"] = pa.array([str(t) for t in titles])
     _write_parquet(out / "items.parquet", pa.table(items))
     parts = [(p, getattr(split, p)) for p in PARTS]
-    _write_parquet(out / "split.parquet", pa.table({
+    split_cols = {
         "part": pa.array(np.concatenate([np.full(len(x), i, dtype=np.int8) for i, (_, x) in enumerate(parts)])),
         "user_idx": np.concatenate([x.user_idx for _, x in parts]),
         "item_idx": np.concatenate([x.item_idx for _, x in parts]),
-    }))
+    }
+    if all(x.timestamp is not None for _, x in parts):  # kept: bundles order each user's history by time
+        split_cols["timestamp"] = np.concatenate([x.timestamp for _, x in parts]).astype(np.float64)
+    _write_parquet(out / "split.parquet", pa.table(split_cols))
     if test is not None:
         cols: dict[str, Any] = {"user_id": split.users.lookup(test.users).tolist(), "n_pos": test.n_pos}
         cols.update({m: v for m, v in test.per_user.items()})
@@ -303,7 +307,9 @@ def load_run(directory: str | Path) -> LoadedRun:
     st = pq.read_table(directory / "split.parquet")
     part = st.column("part").to_numpy()
     u, i = st.column("user_idx").to_numpy(), st.column("item_idx").to_numpy()
-    built = [Interactions(u[part == k], i[part == k], len(users), len(items)) for k in range(3)]
+    ts = st.column("timestamp").to_numpy() if "timestamp" in st.column_names else None  # runs before: none
+    built = [Interactions(u[part == k], i[part == k], len(users), len(items),
+                          timestamp=None if ts is None else ts[part == k]) for k in range(3)]
     config = read_json(directory / "config.json")
     split = Split(*built, users=users, items=items, spec=config.get("split", "given"))
     return LoadedRun(directory, model, users, items, titles, split, config, read_json(directory / "metrics.json"))

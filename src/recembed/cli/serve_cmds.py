@@ -1,11 +1,14 @@
 """Serving commands of the ``recembed`` CLI (registered on the main group by :func:`register`).
 
-    recembed bundle RUN_DIR --out BUNDLE [--index hnsw] [--overwrite]
+    recembed bundle RUN_DIR --out BUNDLE [--index hnsw] [--overwrite] [--sign]
     recembed index build RUN_DIR|BUNDLE --kind hnsw [--k 10] [--queries 1000] [--param m=32 ...] [--save]
     recembed serve RUN_DIR|BUNDLE [--host 127.0.0.1] [--port 8000] [--index KIND] [--workers 1]
+                   [--require-signature]
     recembed export RUN_DIR|BUNDLE --top-k 100 --out recs.parquet [--batch-size 1024]
 
 A RUN_DIR given where a bundle is expected is bundled into a temporary directory first (removed on exit).
+``bundle``, ``index build`` and ``export`` show a progress bar (:mod:`recembed.progress`) on a terminal when they
+take more than a second; ``--no-progress`` hides it.
 """
 
 from __future__ import annotations
@@ -17,6 +20,8 @@ from pathlib import Path
 from typing import Any
 
 import click
+
+from ..io import write_json
 
 INDEX_KINDS = ("exact", "flat", "hnsw", "ivfpq")
 
@@ -58,14 +63,25 @@ def register(cli: click.Group) -> None:
 @click.option("--data-root", type=click.Path(), default=None,
               help="Folder of the datasets, to rebuild a content model's text encoder (else the run's / env).")
 @click.option("--overwrite", is_flag=True, help="Replace an existing bundle.")
+@click.option("--sign", is_flag=True,
+              help="Also sign the manifest (HMAC-SHA256, key in the environment variable RECEMBED_BUNDLE_KEY), "
+                   "so that `serve --require-signature` can tell it from an edited bundle.")
+@click.option("--no-progress", is_flag=True, help="Hide the progress bar.")
 def bundle(run_dir: str, out_dir: str, index_kind: str | None, params: tuple[str, ...], data_root: str | None,
-           overwrite: bool) -> None:
+           overwrite: bool, sign: bool, no_progress: bool) -> None:
     """Write a verified serving bundle of RUN_DIR (manifest with checksums, safetensors, Parquet)."""
+    from ..progress import ProgressBar
     from ..serve.bundle import bundle_from_run, load_bundle
+    from ..serve.signing import bundle_key
 
-    path, notes = bundle_from_run(run_dir, out_dir, index=index_kind, index_params=_parse_params(params, "--param"),
-                                  data_root=data_root, overwrite=overwrite)
-    manifest = load_bundle(path).manifest
+    opts = _parse_params(params, "--param")
+    if sign:
+        bundle_key(required=True, purpose="--sign")  # before any work: a missing key is a usage mistake
+    with ProgressBar("bundle", total=7, enabled=not no_progress, console=_console()) as bar:
+        path, notes = bundle_from_run(run_dir, out_dir, index=index_kind, index_params=opts, data_root=data_root,
+                                      overwrite=overwrite, sign=sign, progress=bar.step)
+        bar.step("verifying")
+        manifest = load_bundle(path, require_signature=sign).manifest
     for note in notes:
         _console().print(f"[yellow]note:[/] {note}")
     size = sum(f["bytes"] for f in manifest["files"].values())
@@ -73,7 +89,8 @@ def bundle(run_dir: str, out_dir: str, index_kind: str | None, params: tuple[str
                      f"{manifest['model']['num_users']} users, {manifest['model']['num_items']} items, "
                      f"content {'yes' if manifest['content'] else 'no'}, index "
                      f"{(manifest['index'] or {}).get('kind', 'none (exact at start-up)')}, "
-                     f"{len(manifest['files'])} files, {size / 2**20:.1f} MiB")
+                     f"{len(manifest['files'])} files, {size / 2**20:.1f} MiB, "
+                     f"{'signed (HMAC-SHA256)' if sign else 'unsigned'}")
 
 
 def _bundle_path(path: str, tmp: str, data_root: str | None = None) -> Path:
@@ -99,30 +116,43 @@ def index() -> None:
 @click.option("--seed", default=0, show_default=True, help="Seed of the query sample.")
 @click.option("--save", is_flag=True, help="Store the index in PATH (a bundle), replacing any stored one.")
 @click.option("--report", type=click.Path(), default=None, help="Also write the report as JSON here.")
+@click.option("--no-progress", is_flag=True, help="Hide the progress bar.")
 def index_build(path: str, kind: str, params: tuple[str, ...], k: int, queries: int, seed: int, save: bool,
-                report: str | None) -> None:
+                report: str | None, no_progress: bool) -> None:
     """Build an index over PATH's item vectors; report recall@K against exact search and queries/s."""
     import time
 
     import numpy as np
 
+    from ..progress import ProgressBar
     from ..serve.bundle import add_index, is_bundle, load_bundle
     from ..serve.index import build_index, measure_index, set_index_threads
+    from ..serve.signing import bundle_key, is_signed
 
     if save and not is_bundle(path):
         raise click.UsageError("--save needs a bundle (recembed bundle RUN_DIR --out BUNDLE)")
+    if save and is_signed(path):  # before the work: storing the index signs the bundle again
+        bundle_key(required=True, purpose="re-signing a signed bundle (index build --save)")
     opts = _parse_params(params, "--param")
-    with tempfile.TemporaryDirectory(prefix="recembed-index-") as tmp:
+    with (tempfile.TemporaryDirectory(prefix="recembed-index-") as tmp,
+          ProgressBar("index build", total=4 if save else 3, enabled=not no_progress, console=_console()) as bar):
+        bar.step("loading")
         b = load_bundle(_bundle_path(path, tmp))
         if b.kind != "embedding":
             raise click.ClickException(f"{b.model.name} is served by its own scoring: no user/item vectors to index")
         set_index_threads(1)
+        bar.step(f"building {kind} over {len(b.items)} items")
         t = time.perf_counter()
         idx = build_index(kind, b.item_vectors, **opts)
         build_seconds = time.perf_counter() - t
         rng = np.random.default_rng(seed)
         users = rng.choice(len(b.users), size=min(queries, len(b.users)), replace=False)
+        bar.step(f"measuring recall@{k} on {len(users)} queries")
         stats = measure_index(idx, b.user_vectors[users], k)
+        entry = None
+        if save:
+            bar.step("storing in the bundle")
+            entry = add_index(path, kind, opts)
     out = {"kind": kind, "params": idx.params(), "items": len(idx), "dim": idx.dim, "queries": len(users),
            "build_seconds": round(build_seconds, 2), **stats}
     _console().print(f"{kind} index over {len(idx)} items x {idx.dim}: built in {build_seconds:.2f}s; "
@@ -130,9 +160,8 @@ def index_build(path: str, kind: str, params: tuple[str, ...], k: int, queries: 
                      f"{stats['qps_single']:.0f} queries/s one at a time ({stats['qps_batch']:.0f}/s batched; "
                      f"exact: {stats['exact_qps_single']:.0f}/s one at a time)  params {idx.params()}")
     if report:
-        Path(report).write_text(json.dumps(out, indent=2) + "\n", encoding="utf-8")
-    if save:
-        entry = add_index(path, kind, opts)
+        write_json(report, out)
+    if entry is not None:
         _console().print(f"stored in {path}/{entry['file'] or '(exact: nothing to store)'}")
 
 
@@ -151,19 +180,27 @@ def index_build(path: str, kind: str, params: tuple[str, ...], k: int, queries: 
               help="Environment variable holding the API key of POST /v1/items.")
 @click.option("--data-root", type=click.Path(), default=None, help="Datasets folder (bundling a RUN_DIR).")
 @click.option("--log-level", default="warning", show_default=True)
+@click.option("--require-signature", is_flag=True,
+              help="Refuse a bundle without a valid HMAC-SHA256 signature (`bundle --sign`; key in "
+                   "RECEMBED_BUNDLE_KEY): an edited or re-checksummed bundle then stops start-up.")
 def serve(path: str, host: str, port: int, index_kind: str | None, params: tuple[str, ...], workers: int,
-          threads: int, max_body_bytes: int, api_key_env: str, data_root: str | None, log_level: str) -> None:
+          threads: int, max_body_bytes: int, api_key_env: str, data_root: str | None, log_level: str,
+          require_signature: bool) -> None:
     """Serve recommendations over HTTP from a bundle (or a RUN_DIR, bundled to a temporary directory first).
 
-    The bundle is verified (format version, checksums) before the server listens: a corrupted or tampered
-    bundle stops here with a non-zero exit."""
-    from ..serve.bundle import verify_bundle
+    The bundle is verified (format version, checksums; the signature when the bundle is signed and
+    RECEMBED_BUNDLE_KEY is set, always with --require-signature) before the server listens: a corrupted bundle,
+    or with --require-signature an edited or unsigned one, stops here with exit code 2."""
+    from ..serve.bundle import is_bundle, verify_bundle
 
     if workers < 1 or threads < 1:
         raise click.BadParameter("must be >= 1", param_hint="--workers / --threads")
+    if require_signature and not is_bundle(path):
+        raise click.UsageError("--require-signature needs a signed bundle (recembed bundle RUN_DIR --out BUNDLE "
+                               "--sign), not a run directory")
     with tempfile.TemporaryDirectory(prefix="recembed-serve-") as tmp:
         bundle_dir = _bundle_path(path, tmp, data_root)
-        manifest = verify_bundle(bundle_dir)
+        manifest = verify_bundle(bundle_dir, require_signature=require_signature)
         try:
             import uvicorn  # noqa: F401 - only: is the serve extra installed?
         except ImportError:
@@ -173,7 +210,11 @@ def serve(path: str, host: str, port: int, index_kind: str | None, params: tuple
             "RECEMBED_SERVE_INDEX_PARAMS": json.dumps(_parse_params(params, "--param")),
             "RECEMBED_SERVE_WORKERS": str(workers), "RECEMBED_SERVE_THREADS": str(threads),
             "RECEMBED_SERVE_MAX_BODY": str(max_body_bytes), "RECEMBED_SERVE_API_KEY_ENV": api_key_env,
+            "RECEMBED_SERVE_REQUIRE_SIGNATURE": "1" if require_signature else "",
         })
+        if not os.environ.get(api_key_env):
+            click.echo(f"warning: no API key set ({api_key_env} is empty): POST /v1/items (adding items) is "
+                       f"refused with 403; set {api_key_env} to allow it", err=True)
         _console().print(f"serving {manifest['model']['name']} ({manifest['serving']['kind']}) from {bundle_dir} "
                          f"on http://{host}:{port} with {workers} worker(s)")
         from ..serve.runner import run
@@ -190,9 +231,11 @@ def serve(path: str, host: str, port: int, index_kind: str | None, params: tuple
               help="Index for embedding bundles.")
 @click.option("--include-seen", is_flag=True, help="Keep the users' known items.")
 @click.option("--data-root", type=click.Path(), default=None, help="Datasets folder (bundling a RUN_DIR).")
+@click.option("--no-progress", is_flag=True, help="Hide the progress bar.")
 def export(path: str, k: int, out_file: str, batch_size: int, index_kind: str, include_seen: bool,
-           data_root: str | None) -> None:
+           data_root: str | None, no_progress: bool) -> None:
     """Write the top-K recommendations of every user to a Parquet file (user_id, item_ids, scores)."""
+    from ..progress import ProgressBar
     from ..serve.bundle import load_bundle
     from ..serve.export import export_recommendations
     from ..serve.service import RecService, ServiceOptions
@@ -201,6 +244,9 @@ def export(path: str, k: int, out_file: str, batch_size: int, index_kind: str, i
         b = load_bundle(_bundle_path(path, tmp, data_root))
         service = RecService(b, ServiceOptions(index=index_kind if b.kind == "embedding" else None,
                                                threads=os.cpu_count() or 1))
-        stats = export_recommendations(service, out_file, k=k, batch_size=batch_size, exclude_seen=not include_seen)
+        with ProgressBar("export (users)", total=len(service.user_ids), enabled=not no_progress,
+                         console=_console()) as bar:
+            stats = export_recommendations(service, out_file, k=k, batch_size=batch_size,
+                                           exclude_seen=not include_seen, progress=bar.update)
     _console().print(f"{stats['users']} users x top {k} -> {out_file} in {stats['seconds']:.1f}s "
                      f"({stats['users_per_second']:.0f} users/s, {stats['batches']} batches of <= {batch_size})")

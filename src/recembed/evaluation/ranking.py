@@ -152,22 +152,11 @@ def evaluate(
         users = np.flatnonzero(np.diff(target.indptr) > 0)
     users = np.asarray(users, dtype=np.int64)
     k_max = max(ks)
-    progress_ctx = None
-    advance = None
-    if show_progress and len(users):
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
+    from ..progress import ProgressBar
 
-        progress_ctx = Progress("[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(),
-                                TimeElapsedColumn(), transient=True)
-        task = progress_ctx.add_task(description, total=len(users))
-        progress_ctx.start()
-        advance = lambda n: progress_ctx.update(task, advance=n)  # noqa: E731
-    try:
+    with ProgressBar(description, total=len(users), enabled=show_progress and len(users) > 0) as bar:
         topk, _ = rank_topk(scorer, users, exclude, k_max, num_items=target.shape[1], batch_size=batch_size,
-                            progress=advance)
-    finally:
-        if progress_ctx is not None:
-            progress_ctx.stop()
+                            progress=bar.advance if bar.enabled else None)
     hits, n_pos = hits_from_topk(users, topk, target)
     per_user = compute_metrics(hits, n_pos, ks, metrics)
     keep = n_pos > 0

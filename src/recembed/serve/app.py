@@ -1,6 +1,7 @@
 """The HTTP recommendation service (FastAPI): a thin layer over :class:`~.service.RecService`.
 
-Endpoints (OpenAPI schema at ``/openapi.json``, docs at ``/docs``)::
+Endpoints (OpenAPI schema at ``/openapi.json``, docs at ``/docs`` and ``/redoc``, served from local files: no
+CDN, they work offline)::
 
     GET  /                                         the explorer page
     GET  /health                                   model, serving kind, index, sizes
@@ -13,20 +14,24 @@ Endpoints (OpenAPI schema at ``/openapi.json``, docs at ``/docs``)::
     POST /v1/items  {"item_id", "title", "fields", "vectors"}  add an item from its content (API key)
     GET  /metrics                                  Prometheus text format
 
-Errors: unknown ids -> 404 naming the id; invalid parameters -> 422 naming the field; bodies over
-``max_body_bytes`` -> 413; a mutating call without the API key (``X-API-Key``, compared with the environment
-variable ``api_key_env``, default ``RECEMBED_API_KEY``) -> 401, with a wrong key -> 403 (and 403 when the
-server has no key set: mutations are then off); a model that cannot do something -> 501.
+Ids in paths may contain ``/`` (``/v1/items/a/b/similar`` is item ``a/b``; ``%2F`` works too). Answers with
+items carry ``count``, the number returned: below ``k`` when fewer items are admissible (never padded).
 
-The bundle is loaded (and verified) in ``lifespan``. Handlers are ``async`` and compute inline: each request
-is well under a millisecond of NumPy / FAISS, so a worker runs them one at a time on its event loop (no thread
-hand-offs, no locks); parallelism comes from ``--workers``.
+Errors: unknown ids -> 404 naming the id; invalid parameters and unknown body fields -> 422 naming the field;
+a body that is not valid JSON -> 400 naming its line and column; a body sent as another content type than
+JSON -> 415; bodies over ``max_body_bytes`` -> 413; a mutating call without the API key (``X-API-Key``, compared
+with the environment variable ``api_key_env``, default ``RECEMBED_API_KEY``) -> 401, with a wrong key -> 403
+(and 403 when the server has no key set: mutations are then off); a model that cannot do something -> 501.
 
-The hot path, ``GET /v1/users/{user_id}/recommendations``, is answered by :class:`ServingMiddleware` before
-FastAPI's routing and parameter validation when the request is well-formed (a known user, ``k`` and
-``exclude_seen`` plain and in range): same JSON, same headers, same metrics. Anything else (an unknown user, a
-parameter to reject, percent-encoded query strings) falls through to the FastAPI route, which gives the
-documented errors. JSON is written by orjson when installed (the ``serve`` extra), else by ``json``.
+The bundle is loaded (and verified; its signature too with ``require_signature``) in ``lifespan``. Handlers are
+``async`` and compute inline: each request is well under a millisecond of NumPy / FAISS, so a worker runs them
+one at a time on its event loop (no thread hand-offs, no locks); parallelism comes from ``--workers``.
+
+The hot path, ``GET /v1/users/{user_id}/recommendations``, is answered by
+:class:`~.middleware.ServingMiddleware` before FastAPI's routing and parameter validation when the request is
+well-formed (a known user, ``k`` and ``exclude_seen`` plain and in range): same JSON, same headers, same
+metrics. Anything else falls through to the FastAPI route, which gives the documented errors. JSON is written
+by orjson when installed (the ``serve`` extra), else by ``json``.
 """
 
 from __future__ import annotations
@@ -35,38 +40,31 @@ import gc
 import hmac
 import json
 import os
-import time
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from importlib import resources
 from typing import Any
 
-from fastapi import Body, FastAPI, Header, Query, Request
+from fastapi import Body, Depends, FastAPI, Header, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, Response
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from ..errors import DataError, RecembedError
 from .bundle import load_bundle
+from .middleware import MAX_K, Metrics, ServingMiddleware, dumps, error_response, user_recommendations_body
 from .service import Conflict, NotFound, NotSupported, RecService, ServiceOptions
 
-try:
-    import orjson
-except ImportError:  # pragma: no cover - orjson comes with the serve extra
-    orjson = None
+try:  # Swagger UI and ReDoc from the package's own files (the serve extra), not from a CDN
+    from fastapi_offline import FastAPIOffline as _FastAPI
+except ImportError:  # pragma: no cover - without it /docs needs the network
+    _FastAPI = FastAPI
 
-MAX_K = 1000
 MAX_HISTORY = 1000
-USER_RECS_ROUTE = "/v1/users/{user_id}/recommendations"
-_TRUE = frozenset((b"1", b"on", b"t", b"true", b"y", b"yes"))  # what pydantic reads as a bool (any case)
-_FALSE = frozenset((b"0", b"off", b"f", b"false", b"n", b"no"))
-
-
-def dumps(obj: Any) -> bytes:
-    """Compact JSON bytes (orjson when installed: several times faster than ``json`` on the hot path)."""
-    if orjson is not None:
-        return orjson.dumps(obj)
-    return json.dumps(obj, separators=(",", ":")).encode()
+BODY_ERRORS: dict[int | str, dict[str, Any]] = {  # documented in the OpenAPI schema of the routes with a body
+    400: {"description": "Malformed JSON: `malformed JSON at line L, column C: ...` (with `line`, `column`)"},
+    415: {"description": "A body sent with another content type than application/json"},
+}
 
 
 # --------------------------------------------------------------------------------------------
@@ -81,8 +79,10 @@ class ItemOut(BaseModel):
 class RecommendationsOut(BaseModel):
     items: list[ItemOut]
     k: int
-    index: str
+    count: int = Field(..., description="Items returned: k, or fewer when fewer items are admissible.")
+    index: str | None = None
     user_id: str | None = None
+    item_id: str | None = None
 
 
 class HistoryOut(BaseModel):
@@ -91,12 +91,16 @@ class HistoryOut(BaseModel):
 
 
 class HistoryRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")  # a misspelt field ("hisotry") is a 422, not silently ignored
+
     history: list[str | int] = Field(..., min_length=1, max_length=MAX_HISTORY,
                                      description="Item ids, oldest first.")
     k: int = Field(10, ge=1, le=MAX_K)
 
 
 class NewItem(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
     item_id: str = Field(..., min_length=1, max_length=512)
     title: str | None = Field(None, max_length=10_000)
     fields: dict[str, str | list[str]] = Field(default_factory=dict,
@@ -105,167 +109,27 @@ class NewItem(BaseModel):
                                             description="Other content modalities by name, as numbers.")
 
 
-# --------------------------------------------------------------------------------------------
-# metrics (Prometheus text format), kept by a small ASGI middleware
-# --------------------------------------------------------------------------------------------
-BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
+class UnsupportedMediaType(RecembedError):
+    """A body sent with a content type other than JSON (HTTP 415)."""
 
 
-class Metrics:
-    def __init__(self) -> None:
-        self.requests: dict[tuple[str, str, str], int] = {}
-        self.hist: dict[tuple[str, str], list[int]] = {}
-        self.sums: dict[tuple[str, str], float] = {}
-
-    def observe(self, method: str, route: str, status: int, seconds: float) -> None:
-        key = (method, route, str(status))
-        self.requests[key] = self.requests.get(key, 0) + 1
-        hk = (method, route)
-        counts = self.hist.setdefault(hk, [0] * (len(BUCKETS) + 1))
-        for i, b in enumerate(BUCKETS):
-            if seconds <= b:
-                counts[i] += 1
-                break
-        else:
-            counts[-1] += 1
-        self.sums[hk] = self.sums.get(hk, 0.0) + seconds
-
-    def render(self, service: RecService | None) -> str:
-        lines = ["# HELP recembed_requests_total HTTP requests by method, route and status.",
-                 "# TYPE recembed_requests_total counter"]
-        for (method, route, status), n in sorted(self.requests.items()):
-            lines.append(f'recembed_requests_total{{method="{method}",route="{route}",status="{status}"}} {n}')
-        lines += ["# HELP recembed_request_duration_seconds Request latency by method and route.",
-                  "# TYPE recembed_request_duration_seconds histogram"]
-        for (method, route), counts in sorted(self.hist.items()):
-            label = f'method="{method}",route="{route}"'
-            total = 0
-            for b, c in zip((*BUCKETS, float("inf")), counts):
-                total += c
-                le = "+Inf" if b == float("inf") else repr(b)
-                lines.append(f'recembed_request_duration_seconds_bucket{{{label},le="{le}"}} {total}')
-            lines.append(f"recembed_request_duration_seconds_sum{{{label}}} {self.sums[(method, route)]:.6f}")
-            lines.append(f"recembed_request_duration_seconds_count{{{label}}} {total}")
-        if service is not None:
-            info = service.info()
-            lines += ["# HELP recembed_items Items the service can recommend (added ones included).",
-                      "# TYPE recembed_items gauge", f"recembed_items {info['items']}",
-                      "# HELP recembed_added_items Items added from content since start-up.",
-                      "# TYPE recembed_added_items gauge", f"recembed_added_items {info['added_items']}",
-                      "# HELP recembed_users Known users.", "# TYPE recembed_users gauge",
-                      f"recembed_users {info['users']}",
-                      "# HELP recembed_bundle_info The served bundle.", "# TYPE recembed_bundle_info gauge",
-                      f'recembed_bundle_info{{model="{info["model"]}",serving="{info["serving"]}",'
-                      f'index="{info["index"]}"}} 1']
-        return "\n".join(lines) + "\n"
+async def json_content_type(request: Request) -> None:
+    """Dependency of the routes with a JSON body: refuse other content types (a missing header reads as JSON,
+    as FastAPI does)."""
+    value = request.headers.get("content-type")
+    if value is None:
+        return
+    mime = value.split(";", 1)[0].strip().lower()
+    if mime == "application/json" or (mime.startswith("application/") and mime.endswith("+json")):
+        return
+    raise UnsupportedMediaType(f"unsupported content type {mime!r}: send the body as application/json")
 
 
-class _BodyTooLarge(BaseException):  # noqa: N818 - not an Exception: FastAPI's body parsing would turn it into 400
-    """Raised from ``receive`` when a body passes the limit; the middleware answers 413."""
-
-
-def _error_response(status: int, detail: str, **extra: Any) -> JSONResponse:
-    return JSONResponse({"detail": detail, **extra}, status_code=status)
-
-
-class ServingMiddleware:
-    """Pure ASGI: refuses bodies over ``max_body_bytes`` with 413 (by Content-Length, or while reading a chunked
-    body) and records every request in :class:`Metrics` under its route template."""
-
-    def __init__(self, app: Any, metrics: Metrics, max_body_bytes: int) -> None:
-        self.app, self.metrics, self.max_body_bytes = app, metrics, max_body_bytes
-
-    def _too_large(self) -> JSONResponse:
-        return _error_response(413, f"request body larger than {self.max_body_bytes} bytes")
-
-    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        start = time.perf_counter()
-        length = None
-        for name, value in scope.get("headers") or ():
-            if name == b"content-length":
-                length = value
-        if length is not None and length.isdigit() and int(length) > self.max_body_bytes:
-            await self._too_large()(scope, receive, send)
-            self.metrics.observe(scope["method"], "(body too large)", 413, time.perf_counter() - start)
-            return
-        if scope["method"] == "GET" and scope["path"].endswith("/recommendations"):
-            body = _fast_user_recommendations(scope)
-            if body is not None:
-                await send({"type": "http.response.start", "status": 200,
-                            "headers": [(b"content-length", str(len(body)).encode()),
-                                        (b"content-type", b"application/json")]})
-                await send({"type": "http.response.body", "body": body})
-                self.metrics.observe("GET", USER_RECS_ROUTE, 200, time.perf_counter() - start)
-                return
-        status = {"code": 500, "started": False}
-        received = 0
-
-        async def limited_receive() -> dict:
-            nonlocal received
-            message = await receive()
-            if message["type"] == "http.request":
-                received += len(message.get("body", b""))
-                if received > self.max_body_bytes:
-                    raise _BodyTooLarge
-            return message
-
-        async def tracking_send(message: dict) -> None:
-            if message["type"] == "http.response.start":
-                status["code"], status["started"] = message["status"], True
-            await send(message)
-
-        try:
-            await self.app(scope, limited_receive, tracking_send)
-        except _BodyTooLarge:
-            if status["started"]:
-                raise
-            status["code"] = 413
-            await self._too_large()(scope, receive, send)
-        route = scope.get("route")
-        path = getattr(route, "path", None) or ("(unmatched)" if status["code"] == 404 else scope["path"])
-        self.metrics.observe(scope["method"], path, status["code"], time.perf_counter() - start)
-
-
-def _fast_user_recommendations(scope: dict) -> bytes | None:
-    """The JSON body of ``GET /v1/users/{user_id}/recommendations`` for a well-formed request, computed without
-    FastAPI's routing and validation; None for anything else (the route then answers, errors included)."""
-    path = scope["path"]
-    if scope.get("root_path") or not path.startswith("/v1/users/"):
-        return None
-    user_id = path[len("/v1/users/"): -len("/recommendations")]
-    if not user_id or "/" in user_id:
-        return None
-    k, exclude_seen = 10, True
-    qs = scope.get("query_string") or b""
-    if qs:
-        if b"%" in qs or b"+" in qs:  # encoded characters: leave the parsing to Starlette
-            return None
-        seen_k = seen_excl = False
-        for part in qs.split(b"&"):
-            name, eq, value = part.partition(b"=")
-            if name == b"k":
-                if seen_k or not eq or not value.isdigit() or len(value) > 7:
-                    return None
-                k, seen_k = int(value), True
-                if not 1 <= k <= MAX_K:
-                    return None
-            elif name == b"exclude_seen":
-                low = value.lower()
-                if seen_excl or not eq or (low not in _TRUE and low not in _FALSE):
-                    return None
-                exclude_seen, seen_excl = low in _TRUE, True
-    app = scope.get("app")
-    svc = getattr(getattr(app, "state", None), "service", None)
-    if svc is None or user_id not in svc.user_pos:
-        return None
-    try:
-        items = svc.recommend_user(user_id, k, exclude_seen)
-    except RecembedError:
-        return None
-    return dumps({"user_id": user_id, "k": k, "index": svc.index_kind, "items": items})
+def json_error_position(doc: Any, pos: int) -> tuple[int, int]:
+    """1-based ``(line, column)`` of character offset ``pos`` in ``doc`` (what ``json.JSONDecodeError`` gives)."""
+    text = doc.decode("utf-8", "replace") if isinstance(doc, (bytes, bytearray)) else str(doc or "")
+    line = text.count("\n", 0, pos) + 1
+    return line, pos - (text.rfind("\n", 0, pos) + 1) + 1
 
 
 # --------------------------------------------------------------------------------------------
@@ -281,6 +145,8 @@ class AppConfig:
     """Environment variable holding the API key of the mutating endpoints."""
     max_body_bytes: int = 1 << 20
     """Largest request body accepted (413 beyond)."""
+    require_signature: bool = False
+    """Refuse a bundle without a valid HMAC signature (key in ``RECEMBED_BUNDLE_KEY``; see :mod:`.signing`)."""
 
 
 def _page() -> str:
@@ -296,7 +162,8 @@ def create_app(config: AppConfig) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):  # noqa: ANN202
-        bundle = load_bundle(config.bundle)  # verifies format and checksums: a bad bundle stops start-up
+        # verifies format and checksums (and the signature when required): a bad bundle stops start-up
+        bundle = load_bundle(config.bundle, require_signature=config.require_signature)
         app.state.service = RecService(bundle, config.options)
         gc.collect()
         gc.freeze()  # the bundle's objects leave the collector's generations: no long full collections later
@@ -304,7 +171,7 @@ def create_app(config: AppConfig) -> FastAPI:
         gc.unfreeze()
         app.state.service = None
 
-    app = FastAPI(title="recembed recommendation service", version="1", lifespan=lifespan,
+    app = _FastAPI(title="recembed recommendation service", version="1", lifespan=lifespan,
                   description="Recommendations, similar items and new items from content, served from a "
                               "verified recembed bundle.")
     app.add_middleware(ServingMiddleware, metrics=metrics, max_body_bytes=config.max_body_bytes)
@@ -314,39 +181,48 @@ def create_app(config: AppConfig) -> FastAPI:
 
     @app.exception_handler(NotFound)
     async def _not_found(request: Request, exc: NotFound) -> JSONResponse:
-        return _error_response(404, str(exc), entity=exc.entity, ids=exc.ids)
+        return error_response(404, str(exc), entity=exc.entity, ids=exc.ids)
 
     @app.exception_handler(NotSupported)
     async def _not_supported(request: Request, exc: NotSupported) -> JSONResponse:
-        return _error_response(501, str(exc))
+        return error_response(501, str(exc))
 
     @app.exception_handler(Conflict)
     async def _conflict(request: Request, exc: Conflict) -> JSONResponse:
-        return _error_response(409, str(exc))
+        return error_response(409, str(exc))
 
     @app.exception_handler(DataError)
     async def _data_error(request: Request, exc: DataError) -> JSONResponse:
-        return _error_response(422, str(exc), field=exc.field)
+        return error_response(422, str(exc), field=exc.field)
+
+    @app.exception_handler(UnsupportedMediaType)
+    async def _media_type(request: Request, exc: UnsupportedMediaType) -> JSONResponse:
+        return error_response(415, str(exc))
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
         errors = exc.errors()
         first = errors[0] if errors else {}
+        if first.get("type") == "json_invalid":  # loc is ("body", character offset): not a field
+            line, column = json_error_position(exc.body, int(first["loc"][-1]))
+            reason = (first.get("ctx") or {}).get("error", "invalid JSON")
+            return error_response(400, f"malformed JSON at line {line}, column {column}: {reason}",
+                                   line=line, column=column)
         loc = [str(x) for x in first.get("loc", ()) if x not in ("query", "body", "path", "header")]
         name = ".".join(loc) or "body"
         message = f"invalid {name!r}: {first.get('msg', 'invalid value')}"
-        return _error_response(422, message, field=name,
+        return error_response(422, message, field=name,
                                errors=[{"loc": list(e.get("loc", ())), "msg": e.get("msg"), "type": e.get("type")}
                                        for e in errors])
 
     def require_key(x_api_key: str | None) -> JSONResponse | None:
         expected = os.environ.get(config.api_key_env)
         if not expected:
-            return _error_response(403, f"mutations are off: the server has no API key (set {config.api_key_env})")
+            return error_response(403, f"mutations are off: the server has no API key (set {config.api_key_env})")
         if x_api_key is None:
-            return _error_response(401, "missing API key: send it in the X-API-Key header")
+            return error_response(401, "missing API key: send it in the X-API-Key header")
         if not hmac.compare_digest(x_api_key.encode(), expected.encode()):
-            return _error_response(403, "wrong API key")
+            return error_response(403, "wrong API key")
         return None
 
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
@@ -366,34 +242,34 @@ def create_app(config: AppConfig) -> FastAPI:
                     limit: int = Query(20, ge=1, le=1000)) -> dict[str, Any]:
         return {"users": service(request).find_users(q, limit)}
 
-    @app.get("/v1/users/{user_id}/history", responses={200: {"model": HistoryOut}})
+    @app.get("/v1/users/{user_id:path}/history", responses={200: {"model": HistoryOut}})
     async def history(request: Request, user_id: str, limit: int = Query(50, ge=1, le=MAX_K)) -> Response:
         return _json({"user_id": user_id, "items": service(request).user_history(user_id, limit)})
 
-    @app.get("/v1/users/{user_id}/recommendations", responses={200: {"model": RecommendationsOut}})
+    @app.get("/v1/users/{user_id:path}/recommendations", responses={200: {"model": RecommendationsOut}})
     async def user_recommendations(request: Request, user_id: str, k: int = Query(10, ge=1, le=MAX_K),
                                    exclude_seen: bool = Query(True)) -> Response:
-        svc = service(request)
-        items = svc.recommend_user(user_id, k, exclude_seen)
-        return _json({"user_id": user_id, "k": k, "index": svc.index_kind, "items": items})
+        body = user_recommendations_body(service(request), user_id, k, exclude_seen)
+        return Response(body, media_type="application/json")
 
-    @app.post("/v1/recommendations", responses={200: {"model": RecommendationsOut}})
+    @app.post("/v1/recommendations", responses={200: {"model": RecommendationsOut}, **BODY_ERRORS},
+              dependencies=[Depends(json_content_type)])
     async def history_recommendations(request: Request, body: HistoryRequest) -> Response:
         svc = service(request)
         items = svc.recommend_history(body.history, body.k)
-        return _json({"k": body.k, "index": svc.index_kind, "items": items})
+        return _json({"k": body.k, "count": len(items), "index": svc.index_kind, "items": items})
 
     @app.get("/v1/items")
     async def items(request: Request, q: str = Query("", max_length=200),
                     limit: int = Query(20, ge=1, le=1000)) -> Response:
         return _json({"items": service(request).find_items(q, limit)})
 
-    @app.get("/v1/items/{item_id}/similar", responses={200: {"model": RecommendationsOut}})
+    @app.get("/v1/items/{item_id:path}/similar", responses={200: {"model": RecommendationsOut}})
     async def similar(request: Request, item_id: str, k: int = Query(10, ge=1, le=MAX_K)) -> Response:
-        svc = service(request)
-        return _json({"item_id": item_id, "k": k, "items": svc.similar(item_id, k)})
+        items = service(request).similar(item_id, k)
+        return _json({"item_id": item_id, "k": k, "count": len(items), "items": items})
 
-    @app.post("/v1/items", status_code=201)
+    @app.post("/v1/items", status_code=201, responses=BODY_ERRORS, dependencies=[Depends(json_content_type)])
     async def add_item(request: Request, body: NewItem = Body(...),
                        x_api_key: str | None = Header(None)) -> Response:
         refused = require_key(x_api_key)
@@ -417,4 +293,5 @@ def app_from_env() -> FastAPI:
                              threads=int(env.get("RECEMBED_SERVE_THREADS", "1")), allow_add_items=workers == 1)
     return create_app(AppConfig(bundle=bundle, options=options,
                                 api_key_env=env.get("RECEMBED_SERVE_API_KEY_ENV", "RECEMBED_API_KEY"),
-                                max_body_bytes=int(env.get("RECEMBED_SERVE_MAX_BODY", str(1 << 20)))))
+                                max_body_bytes=int(env.get("RECEMBED_SERVE_MAX_BODY", str(1 << 20))),
+                                require_signature=env.get("RECEMBED_SERVE_REQUIRE_SIGNATURE", "") == "1"))
