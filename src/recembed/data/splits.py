@@ -170,7 +170,8 @@ def temporal_split(
     """Global time split: events sorted by timestamp (file order on ties), cut by the ratios."""
     r_train, r_valid, r_test = _check_ratios(tuple(ratios), "temporal")
     if inter.timestamp is None:
-        raise DataError("a temporal split needs timestamps, and these interactions have none", field="timestamp")
+        raise DataError(f"split 'temporal:{r_train:g},{r_valid:g},{r_test:g}' needs timestamps, and these interactions "
+                        "have none: use random:... (or name the time column: --columns time=NAME)", field="timestamp")
     n = len(inter)
     order = np.argsort(inter.timestamp, kind="stable")
     cut1 = int(np.floor(r_train * n))
