@@ -91,7 +91,55 @@ def work(tmp_path_factory) -> Path:
     (d / "nosplit" / "split.parquet").unlink()
     (d / "notime.csv").write_text("user_id,item_id\n" + "".join(f"u{u},i{(u + k) % 9}\n" for u in range(9)
                                                                   for k in range(4)), encoding="utf-8")
+    for name, text in DATA_FILES.items():
+        (d / name).parent.mkdir(parents=True, exist_ok=True)
+        (d / name).write_text(text, encoding="utf-8")
     return d
+
+
+# Data files of the folder / sequence formats (the own-data CSV / Parquet / item-table / vector cases are in
+# tests/test_own_data.py): each a mistake `fit --data` must name with its file and line.
+DATA_FILES = {
+    "data/ok.csv": "user_id,item_id\nu1,a\nu2,b\nu1,b\nu2,c\n",
+    "data/bad.json": '{"u1": ["a", "b"],\n "u2": [1, 2,]}',
+    "data/list.json": '[["a", "b"]]',
+    "data/dup.txt": "u1 a b c\nu2 b d\n\nu1 e\n",
+    "data/nouser.txt": "u1 a b\nu2\n",
+    "data/fake.parquet": "user_id,item_id\n1,2\n",
+    "data/rb/rb.inter": "user_id:token\titem_id:tok\n1\t10\n",
+    "data/rbnan/rbnan.inter": "user_id:token\titem_id:token\trating:float\n1\t10\tnan\n",
+    "data/mm/mm.inter": "userID\titemID\tx_label\n0\t0\t0\n0\t1\t7\n",
+    "data/sd/train.tsv": "user_id\titem_id\nu1\ta\nu2\tb\n",
+    "data/sd/test.tsv": "user_id\titem_id\nu9\ta\n",
+    "data/vec.txt": "0.1 0.2\n",
+    "data/notencoded/readme.txt": "x",
+}
+OK = ["fit", "pop", "--data", "data/ok.csv", "--out", "r"]
+DATA_CASES = {
+    "json-invalid": (["fit", "pop", "--data", "data/bad.json", "--out", "r"],
+                     "data/bad.json, line 2: not valid JSON"),
+    "json-not-an-object": (["fit", "pop", "--data", "data/list.json", "--out", "r"],
+                           "data/list.json: expected a JSON object mapping user ids to lists of item ids"),
+    "sequence-user-twice": (["fit", "pop", "--data", "data/dup.txt", "--out", "r"],
+                            "data/dup.txt, line 4: user 'u1' has more than one line (first at line 1)"),
+    "sequence-user-without-items": (["fit", "pop", "--data", "data/nouser.txt", "--out", "r"],
+                                    "data/nouser.txt, line 2: expected at least 2 whitespace-separated values"),
+    "parquet-not-parquet": (["fit", "pop", "--data", "data/fake.parquet", "--out", "r"],
+                            "data/fake.parquet: not a readable Parquet file"),
+    "recbole-bad-header": (["fit", "pop", "--data", "data/rb", "--out", "r"],
+                           "data/rb/rb.inter, line 1, field 'item_id:tok': header field 'item_id:tok' is not"),
+    "recbole-nan-rating": (["fit", "pop", "--data", "data/rbnan", "--out", "r"],
+                           "data/rbnan/rbnan.inter, field 'rating': NaN value (event 0, 0-based)"),
+    "mmrec-bad-x-label": (["fit", "pop", "--data", "data/mm", "--out", "r"],
+                          "data/mm/mm.inter, line 3, field 'x_label': x_label must be 0, 1 or 2, found 7"),
+    "split-dir-unknown-user": ([*OK, "--split", "data/sd"],
+                               "data/sd/test.tsv, line 2, field 'user_id': unknown user id 'u9'"),
+    "features-unsupported-suffix": ([*OK, "--features", "img=data/vec.txt"],
+                                    "data/vec.txt: unsupported vector file type '.txt'; expected .npy or .parquet"),
+    "features-file-not-found": ([*OK, "--features", "img=data/nope.npy"], "data/nope.npy: file not found"),
+    "features-folder-not-encoded": ([*OK, "--features", "data/notencoded"],
+                                    "data/notencoded: expected NAME=PATH or a folder written by `recembed encode`"),
+}
 
 
 TINY = ["--data", "synthetic:tiny", "--out", "r"]
@@ -198,6 +246,7 @@ CASES = {
                           "'--levels': 0 is not in the range x>=1"),
     "tokenize-unknown-source": (["tokenize", "--data", "synthetic:tiny", "--vectors", "nosuch", "--out", "t"],
                                 "vector source 'nosuch' is neither an item-table column"),
+    **DATA_CASES,
 }
 
 
@@ -278,3 +327,21 @@ def test_valid_metric_is_checked_when_the_config_is_built(value: str, fragment: 
     assert str(info.value).startswith("valid_metric: ") and fragment in str(info.value)
     for ok in ("ndcg@10", "recall@20", "map@5", "hit@1"):
         assert build_config(model_class("bpr").Config, {"valid_metric": ok}).valid_metric == ok
+
+
+def test_docs_list_every_case() -> None:
+    """docs/bad-input.md has a row for every case here and in tests/test_own_data.py, with its message."""
+    sys.path.insert(0, str(Path(__file__).parent))
+    try:
+        import test_own_data
+    finally:
+        sys.path.remove(str(Path(__file__).parent))
+    doc = (Path(__file__).resolve().parents[1] / "docs" / "bad-input.md").read_text(encoding="utf-8")
+    assert doc.startswith("# Bad input: what you see\n") and "\n## Command line\n" in doc and "\n## Your data\n" in doc
+    cli_part, data_part = doc.split("\n## Your data\n", 1)
+    own = {name: fragment for name, (_, _, fragment) in test_own_data.CASES.items()}
+    for part, cases in ((cli_part, {n: f for n, (_, f) in CASES.items() if n not in DATA_CASES}),
+                        (data_part, {**own, **{n: f for n, (_, f) in DATA_CASES.items()}})):
+        for name, fragment in cases.items():
+            assert f"`[{name}]`" in part, f"docs/bad-input.md has no row for {name}"
+            assert fragment.replace("|", "\\|") in part, f"docs/bad-input.md: {name}'s message {fragment!r}"
