@@ -147,7 +147,8 @@ BPR = ["fit", "bpr", *TINY, "--set", "epochs=1"]
 CASES = {
     # name: (arguments, message fragment)
     # --- the cut-off: --k on recommend / similar / export (--top-k kept as a hidden alias) ---
-    "recommend-k-0": (["recommend", "ease", "--user", "u3", "--k", "0"], "Invalid value for '--k': 0 is not in the range x>=1"),
+    "recommend-k-0": (["recommend", "ease", "--user", "u3", "--k", "0"],
+                      "Invalid value for '--k': 0 is not in the range x>=1"),
     "recommend-k-negative": (["recommend", "ease", "--user", "u3", "--k", "-1"], "'--k': -1 is not in the range x>=1"),
     "recommend-history-k-0": (["recommend", "ease", "--history", "i1,i2", "--k", "0"], "'--k': 0 is not in the range"),
     "recommend-k-not-int": (["recommend", "ease", "--user", "u3", "--k", "2.5"], "'--k': '2.5' is not a valid integer"),
@@ -209,6 +210,10 @@ CASES = {
                                 "synthetic scale must be tiny, default or large"),
     "ks-not-numbers": (["fit", "ease", *TINY, "--ks", "5,x"], "'--ks': expected positive integers separated by commas"),
     "ks-zero": (["fit", "ease", *TINY, "--ks", "0,10"], "'--ks': expected positive integers"),
+    "seed-negative": (["fit", "ease", *TINY, "--seed", "-1"], "'--seed': -1 is not in the range x>=0"),
+    "out-is-a-file": (["fit", "ease", "--data", "synthetic:tiny", "--out", "notime.csv"],
+                      "'--out': Directory 'notime.csv' is a file"),
+    "json-out-under-a-file": (["evaluate", "ease", "--json", "notime.csv/scores.json"], "error: notime.csv: File exists"),
     "threads-0": (["fit", "ease", *TINY, "--threads", "0"], "'--threads': 0 is not in the range x>=1"),
     "text-columns-without-items": (["fit", "pop", "--data", "notime.csv", "--text-columns", "title", "--out", "r"],
                                    "--text-columns title: notime has no item table"),

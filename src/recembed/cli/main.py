@@ -61,8 +61,8 @@ def datasets(data_root: str | None) -> None:
               help="random:0.8,0.1,0.1 | temporal:0.8,0.1,0.1 | loo | cold-items:0.2 | drop-items:0.1 | given | "
                    "given:merge-valid | DIR")
 @click.option("--set", "sets", multiple=True, help="Hyperparameter key=value (repeatable).")
-@click.option("--out", "out_dir", required=True, type=click.Path(), help="Run directory to write.")
-@click.option("--seed", default=2020, show_default=True, help="Random seed.")
+@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False), help="Run directory to write.")
+@click.option("--seed", type=click.IntRange(min=0), default=2020, show_default=True, help="Random seed.")
 @click.option("--ks", default="5,10,20,50", show_default=True, callback=parse_ks,
               help="Cut-offs K for the metrics (positive integers, comma-separated).")
 @click.option("--no-progress", is_flag=True, help="Hide progress bars.")
@@ -84,8 +84,8 @@ def datasets(data_root: str | None) -> None:
 @cold_users_option
 def fit(model: str, data: str, data_root: str | None, items_path: str | None, users_path: str | None,
         columns: str | None, duplicates: str | None, split_spec: str | None, sets: tuple[str, ...], out_dir: str,
-        seed: int, ks: tuple[int, ...], no_progress: bool, threads: int | None, checkpoint_dir: str | None, resume: bool,
-        monitor_test: bool, feature_specs: tuple[str, ...], text_columns: str, encoder: str,
+        seed: int, ks: tuple[int, ...], no_progress: bool, threads: int | None, checkpoint_dir: str | None,
+        resume: bool, monitor_test: bool, feature_specs: tuple[str, ...], text_columns: str, encoder: str,
         cache_dir: str | None, cold_users: str) -> None:
     """Fit MODEL, evaluate on validation and test, write RUN_DIR/metrics.json."""
     from ..data.splits import make_split
@@ -132,7 +132,8 @@ def fit(model: str, data: str, data_root: str | None, items_path: str | None, us
 @click.option("--cache-dir", type=click.Path(), default=None, help="Text-vector cache (default: ~/.cache/recembed).")
 @click.option("--batch-size", type=POSITIVE_INT, default=64, show_default=True, help="Texts per encoder batch.")
 @click.option("--threads", type=POSITIVE_INT, default=None, help="CPU threads for the encoder.")
-@click.option("--out", "out_dir", required=True, type=click.Path(), help="Folder to write features.safetensors to.")
+@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False),
+              help="Folder to write features.safetensors to.")
 def encode(data: str, data_root: str | None, items_path: str | None, users_path: str | None, columns: str | None,
            duplicates: str | None, text_columns: str, encoder: str, dim: int, vectors: bool, fields: str,
            cache_dir: str | None, batch_size: int, threads: int | None, out_dir: str) -> None:
@@ -170,7 +171,7 @@ def encode(data: str, data_root: str | None, items_path: str | None, users_path:
 
 @cli.command()
 @click.argument("runs", nargs=-1, required=True, type=click.Path(exists=True, file_okay=False))
-@click.option("--out", "out_dir", required=True, type=click.Path(), help="Run directory to write.")
+@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False), help="Run directory to write.")
 @click.option("--weights", default="", help="One weight per run, comma-separated (default: equal).")
 @click.option("--combine", type=click.Choice(["zscore", "mean"]), default="zscore", show_default=True,
               help="zscore: standardise each run's scores per user, then average; mean: average raw scores.")
@@ -224,6 +225,12 @@ def main() -> None:
         cli(standalone_mode=True)
     except RecembedError as exc:
         console.print(f"[bold red]error:[/] {exc}")
+        sys.exit(2)
+    except (FileNotFoundError, PermissionError, IsADirectoryError, NotADirectoryError, FileExistsError) as exc:
+        # a path given on the command line that cannot be read or written (e.g. --json in a folder that is not there)
+        from rich.markup import escape
+
+        console.print(f"[bold red]error:[/] {escape(str(exc.filename or ''))}: {escape(exc.strerror or str(exc))}")
         sys.exit(2)
 
 

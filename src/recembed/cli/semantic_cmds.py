@@ -50,8 +50,9 @@ def _stats_table(title: str, stats: dict[str, Any]) -> RichTable:
               help="Code levels (before the collision level).")
 @click.option("--codebook", type=click.IntRange(min=2), default=256, show_default=True, help="Codes per level.")
 @click.option("--set", "sets", multiple=True, help="Tokenizer config key=value (repeatable), e.g. epochs=100.")
-@click.option("--seed", default=2020, show_default=True, help="Random seed.")
-@click.option("--dim", type=click.IntRange(min=1), default=64, show_default=True, help="Dimension of vectors built from tags / text columns.")
+@click.option("--seed", type=click.IntRange(min=0), default=2020, show_default=True, help="Random seed.")
+@click.option("--dim", type=click.IntRange(min=1), default=64, show_default=True,
+              help="Dimension of vectors built from tags / text columns.")
 @click.option("--dedup/--no-dedup", default=True, show_default=True,
               help="Append TIGER's collision level so every item's code is unique.")
 @click.option("--id-offset", default=0, show_default=True,
@@ -59,7 +60,8 @@ def _stats_table(title: str, stats: dict[str, Any]) -> RichTable:
 @click.option("--threads", type=click.IntRange(min=1), default=None, help="CPU threads for torch (default: library "
               "default).")
 @click.option("--no-progress", is_flag=True, help="Hide progress bars.")
-@click.option("--out", "out_dir", required=True, type=click.Path(), help="Folder to write the semantic IDs to.")
+@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False),
+              help="Folder to write the semantic IDs to.")
 def tokenize_cmd(data: str, data_root: str | None, sources: str, method: str, levels: int, codebook: int,
                  sets: tuple[str, ...], seed: int, dim: int, dedup: bool, id_offset: int, threads: int | None,
                  no_progress: bool, out_dir: str) -> None:

@@ -52,7 +52,7 @@ def register(cli: click.Group) -> None:
 
 @click.command()
 @click.argument("run_dir", type=click.Path(exists=True, file_okay=False))
-@click.option("--out", "out_dir", required=True, type=click.Path(), help="Bundle directory to write.")
+@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False), help="Bundle directory to write.")
 @click.option("--index", "index_kind", type=click.Choice(INDEX_KINDS[1:]), default=None,
               help="Also build and store a FAISS index over the item vectors (embedding models).")
 @click.option("--param", "params", multiple=True, metavar="KEY=INT",
@@ -100,7 +100,7 @@ def index() -> None:
               help="Cut-off of the recall measured against exact search.")
 @click.option("--queries", type=POSITIVE_INT, default=1000, show_default=True,
               help="Users whose vectors are the test queries.")
-@click.option("--seed", default=0, show_default=True, help="Seed of the query sample.")
+@click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True, help="Seed of the query sample.")
 @click.option("--save", is_flag=True, help="Store the index in PATH (a bundle), replacing any stored one.")
 @click.option("--report", type=click.Path(), default=None, help="Also write the report as JSON here.")
 def index_build(path: str, kind: str, params: tuple[str, ...], k: int, queries: int, seed: int, save: bool,
