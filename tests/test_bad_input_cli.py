@@ -350,3 +350,13 @@ def test_docs_list_every_case() -> None:
         for name, fragment in cases.items():
             assert f"`[{name}]`" in part, f"docs/bad-input.md has no row for {name}"
             assert fragment.replace("|", "\\|") in part, f"docs/bad-input.md: {name}'s message {fragment!r}"
+
+
+def test_warnings_that_are_not_errors(work: Path) -> None:
+    """Not mistakes, but surprises said out loud (exit code 0)."""
+    res = run_cli(["fit", "pop", "--data", "notime.csv", "--split", "loo", "--out", "loo-run"], work)
+    assert res.returncode == 0, flat(res)
+    assert "warning: --split loo: the data has no timestamps, so each user's last events are taken in file order" \
+        in flat(res)
+    res = run_cli(["datasets", "--data-root", "nowhere"], work)
+    assert res.returncode == 0 and "warning: the data root nowhere is not a folder" in flat(res), flat(res)

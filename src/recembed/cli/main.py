@@ -42,6 +42,9 @@ def datasets(data_root: str | None) -> None:
     from ..data import catalog
 
     root = catalog.data_root(data_root)
+    if not root.is_dir():
+        console.print(f"[yellow]warning:[/] the data root {root} is not a folder (--data-root or $RECEMBED_DATA_ROOT): "
+                      "only generated datasets are available")
     table = RichTable(title=f"datasets (root: {root})")
     for col in ("name", "default split", "available", "description"):
         table.add_column(col)
@@ -100,6 +103,9 @@ def fit(model: str, data: str, data_root: str | None, items_path: str | None, us
     console.print(f"[bold]{dataset}[/]  split {split.spec} {split.sizes()}"
                   + (f"  content added: {', '.join(added)}" if added else ""))
     report_split(split, cold_users)
+    if split.spec == "loo" and dataset.interactions.timestamp is None:
+        console.print("[yellow]warning:[/] --split loo: the data has no timestamps, so each user's last events are "
+                      "taken in file order")
     from ..runs import HEADLINE, fit_and_evaluate  # after the data: a data error needs no torch import
 
     result = fit_and_evaluate(
