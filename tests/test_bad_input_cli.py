@@ -87,6 +87,10 @@ def work(tmp_path_factory) -> Path:
     (d / "emptyck").mkdir()
     shutil.copytree(d / "ease", d / "badcfg")
     (d / "badcfg" / "config.json").write_text("{bad", encoding="utf-8")
+    shutil.copytree(d / "ease", d / "listcfg")
+    (d / "listcfg" / "config.json").write_text("[]", encoding="utf-8")
+    shutil.copytree(d / "ease", d / "badparquet")
+    (d / "badparquet" / "users.parquet").write_bytes(b"junk")
     shutil.copytree(d / "ease", d / "nosplit")
     (d / "nosplit" / "split.parquet").unlink()
     (d / "notime.csv").write_text("user_id,item_id\n" + "".join(f"u{u},i{(u + k) % 9}\n" for u in range(9)
@@ -233,6 +237,10 @@ CASES = {
     "run-missing-a-file": (["recommend", "nosplit", "--user", "u3"],
                            "nosplit: not a complete run directory: missing split.parquet"),
     "run-corrupted-config": (["evaluate", "badcfg"], "badcfg/config.json, line 1: not valid JSON"),
+    "run-config-not-an-object": (["evaluate", "listcfg"],
+                                 "listcfg/config.json: expected a JSON object (as `recembed fit` writes)"),
+    "run-corrupted-parquet": (["similar", "badparquet", "--item", "i1"],
+                              "badparquet: unreadable run file (Could not open Parquet input source"),
     "evaluate-set-training-key": (["evaluate", "ease", "--set", "l2=5"], "cannot change after ease is fitted"),
     "compare-unknown-metric": (["compare", "ease", "bpr", "--metric", "ndgc@10"],
                                "'ndgc@10' (did you mean 'ndcg@10'?) not in ease"),

@@ -71,6 +71,7 @@ def _load_run(run_dir: str | Path):
     import pyarrow as pa
 
     from ..errors import DataError
+    from ..io import read_json
     from ..runs import load_run
 
     directory = Path(run_dir)
@@ -79,6 +80,10 @@ def _load_run(run_dir: str | Path):
         if missing:
             raise DataError(f"not a complete run directory: missing {', '.join(missing)} (`recembed fit ... --out "
                             f"{directory}` writes one)", path=directory)
+        for name in ("metrics.json", "config.json", "model/model.json"):
+            if not isinstance(read_json(directory / name), dict):
+                raise DataError("expected a JSON object (as `recembed fit` writes), not a corrupted run file",
+                                path=directory / name)
     try:
         return load_run(directory)
     except (OSError, pa.ArrowException) as exc:
