@@ -32,7 +32,8 @@ def test_no_flat_model_files_left_and_files_stay_small() -> None:
         assert len(path.read_text().splitlines()) < 400, path
 
 
-@pytest.mark.parametrize("module", ["recembed.cli.serve_cmds", "recembed.cli.semantic_cmds", "recembed.cli.common"])
+@pytest.mark.parametrize("module", ["recembed.cli.serve_cmds", "recembed.cli.semantic_cmds", "recembed.cli.common",
+                                    "recembed.cli.run_cmds", "recembed.cli.checks"])
 def test_cli_modules_import_on_their_own(module: str) -> None:
     """Each command module imports first in a fresh interpreter (no main <-> command-module circle)."""
     code = f"import {module}, sys; assert 'recembed.cli.main' not in sys.modules, 'imports main'"

@@ -47,7 +47,7 @@ def test_quick_work_and_non_terminals_print_nothing() -> None:
 
 
 @pytest.mark.parametrize("args", [
-    lambda tmp: ["export", str(bundle_of("bpr")), "--top-k", "5", "--out", str(tmp / "r.parquet")],
+    lambda tmp: ["export", str(bundle_of("bpr")), "--k", "5", "--out", str(tmp / "r.parquet")],
     lambda tmp: ["bundle", str(fitted_run("bpr")), "--out", str(tmp / "b")],
     lambda tmp: ["index", "build", str(bundle_of("bpr")), "--kind", "flat", "--queries", "20"],
 ])

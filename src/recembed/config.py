@@ -13,7 +13,7 @@ import typing
 from collections.abc import Mapping
 from typing import Any, TypeVar
 
-from .errors import ConfigError
+from .errors import ConfigError, did_you_mean
 
 C = TypeVar("C")
 
@@ -79,7 +79,8 @@ def build_config(cls: type[C], values: Mapping[str, Any] | None = None) -> C:
     fields = {f.name for f in dataclasses.fields(cls) if f.init}  # type: ignore[arg-type]
     unknown = sorted(set(values) - fields)
     if unknown:
-        raise ConfigError(f"unknown key(s) {unknown} for {cls.__name__}; valid keys: {sorted(fields)}")
+        close = "".join(did_you_mean(k, fields) for k in unknown) if len(unknown) == 1 else ""
+        raise ConfigError(f"unknown key(s) {unknown} for {cls.__name__}{close}; valid keys: {sorted(fields)}")
     kwargs = {k: _coerce(k, v, hints[k]) for k, v in values.items()}
     return cls(**kwargs)
 

@@ -54,3 +54,11 @@ class ConfigError(RecembedError, ValueError):
 
 class ResourceError(RecembedError, MemoryError):
     """A computation would need more memory than the machine has; the message says how much."""
+
+
+def did_you_mean(name: str, choices: object) -> str:
+    """``" (did you mean 'x'?)"`` for the choice closest to ``name``, or ``""`` when none is close."""
+    import difflib
+
+    close = difflib.get_close_matches(str(name), [str(c) for c in choices], n=1, cutoff=0.5)  # type: ignore[attr-defined]
+    return f" (did you mean {close[0]!r}?)" if close else ""

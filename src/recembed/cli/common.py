@@ -14,6 +14,42 @@ from rich.table import Table as RichTable
 
 console = Console()
 
+POSITIVE_INT = click.IntRange(min=1)
+"""The type of every count option (--threads, --k, --batch-size, ...): 0 and negatives are refused as the option is
+parsed, naming it."""
+THREADS_HELP = "CPU threads for torch / BLAS (default: library default)."
+
+
+class _HiddenAliases(click.Option):
+    """An option whose first name is the one ``--help`` shows; its other names are hidden aliases (old spellings
+    kept working)."""
+
+    def get_help_record(self, ctx: click.Context) -> tuple[str, str] | None:
+        names, self.opts = self.opts, self.opts[:1]
+        try:
+            return super().get_help_record(ctx)
+        finally:
+            self.opts = names
+
+    def get_error_hint(self, ctx: click.Context) -> str:
+        return f"'{self.opts[0]}'"
+
+
+def k_option(default: int = 10, help: str = "How many items (the cut-off K).") -> Any:
+    """``--k``, the one name of the cut-off on every command (``--top-k`` still works, hidden)."""
+    return click.option("--k", "--top-k", "k", cls=_HiddenAliases, type=POSITIVE_INT, default=default,
+                        show_default=True, help=help)
+
+
+def parse_ks(ctx: click.Context, param: click.Parameter, value: str | None) -> tuple[int, ...] | None:
+    """``--ks 5,10,20`` -> ``(5, 10, 20)``: positive integers, checked as the option is parsed."""
+    if value is None:
+        return None
+    parts = [p.strip() for p in value.split(",")]
+    if not all(p.isdigit() and int(p) >= 1 for p in parts):
+        raise click.BadParameter(f"expected positive integers separated by commas, e.g. 5,10,20; got {value!r}")
+    return tuple(dict.fromkeys(int(p) for p in parts))
+
 
 def _parse_sets(values: tuple[str, ...]) -> dict[str, str]:
     out = {}
@@ -23,6 +59,35 @@ def _parse_sets(values: tuple[str, ...]) -> dict[str, str]:
             raise click.BadParameter(f"expected key=value, got {item!r}", param_hint="--set")
         out[key.strip()] = value.strip()
     return out
+
+
+RUN_FILES = ("metrics.json", "config.json", "model/model.json", "model/model.safetensors", "users.parquet",
+             "items.parquet", "split.parquet")
+
+
+def _load_run(run_dir: str | Path):
+    """:func:`recembed.runs.load_run`, with a run folder that lacks a file or holds an unreadable one a DataError
+    naming it (not a traceback)."""
+    import pyarrow as pa
+
+    from ..errors import DataError
+    from ..io import read_json
+    from ..runs import load_run
+
+    directory = Path(run_dir)
+    if (directory / "metrics.json").exists():
+        missing = [f for f in RUN_FILES if not (directory / f).exists()]
+        if missing:
+            raise DataError(f"not a complete run directory: missing {', '.join(missing)} (`recembed fit ... --out "
+                            f"{directory}` writes one)", path=directory)
+        for name in ("metrics.json", "config.json", "model/model.json"):
+            if not isinstance(read_json(directory / name), dict):
+                raise DataError("expected a JSON object (as `recembed fit` writes), not a corrupted run file",
+                                path=directory / name)
+    try:
+        return load_run(directory)
+    except (OSError, pa.ArrowException) as exc:
+        raise DataError(f"unreadable run file ({exc})", path=directory) from None
 
 
 def _run_parts(m: dict[str, Any]) -> dict[str, dict[str, Any]]:
@@ -45,9 +110,14 @@ def _load_data(data: str, data_root: str | None, **own: Any):  # noqa: ANN202
     """``(dataset, default split)``; ``own``: ``items`` / ``users`` / ``columns`` / ``duplicates`` for an
     interactions file (see :func:`recembed.data.catalog.load_any`)."""
     from ..data import catalog
+    from ..errors import did_you_mean
 
     path = Path(data)
     if data.split(":", 1)[0] in catalog.CATALOG or path.exists():
         return catalog.load_any(data, root=data_root, **own)
-    raise click.BadParameter(f"{data!r} is neither a catalog dataset ({', '.join(catalog.names())}) nor a path",
-                             param_hint="--data")
+    names = ", ".join(catalog.names())
+    if path.suffix or "/" in data or "\\" in data:
+        raise click.BadParameter(f"{data!r}: no such file or folder (--data takes a path or a catalog name: {names})",
+                                 param_hint="--data")
+    raise click.BadParameter(f"{data!r}{did_you_mean(data.split(':', 1)[0], catalog.CATALOG)} is neither a catalog "
+                             f"dataset ({names}) nor a path", param_hint="--data")

@@ -90,6 +90,9 @@ def attach_content(dataset, specs: tuple[str, ...], text_columns: str, encoder: 
     cols = [c for c in text_columns.split(",") if c]
     if not specs and not cols:
         return []
+    if cols and not getattr(dataset.item_table, "kinds", None):
+        raise click.UsageError(f"--text-columns {text_columns}: {dataset.name} has no item table to read them from "
+                               "(pass --items FILE with those columns)")
     with console.status("adding item content"):
         return attach_features(dataset, specs, text_columns=cols,
                                text_encoder=text_encoder(encoder, cache_dir, threads) if cols else None)

@@ -20,9 +20,11 @@ import click
 from rich.table import Table as RichTable
 
 from ..errors import RecembedError
-from .common import _metrics_table, _parse_sets, _run_parts, console
+from .checks import check_fit
+from .common import POSITIVE_INT, THREADS_HELP, _load_run, _metrics_table, _parse_sets, _run_parts, console, parse_ks
 from .data_opts import attach_content, cold_users_option, load_data, own_data_options, report_split
 from .data_opts import text_encoder as _text_encoder
+from .run_cmds import register as _register_runs
 from .semantic_cmds import register as _register_semantic
 from .serve_cmds import register as _register_serve
 
@@ -40,6 +42,9 @@ def datasets(data_root: str | None) -> None:
     from ..data import catalog
 
     root = catalog.data_root(data_root)
+    if not root.is_dir():
+        console.print(f"[yellow]warning:[/] the data root {root} is not a folder (--data-root or $RECEMBED_DATA_ROOT): "
+                      "only generated datasets are available")
     table = RichTable(title=f"datasets (root: {root})")
     for col in ("name", "default split", "available", "description"):
         table.add_column(col)
@@ -59,11 +64,12 @@ def datasets(data_root: str | None) -> None:
               help="random:0.8,0.1,0.1 | temporal:0.8,0.1,0.1 | loo | cold-items:0.2 | drop-items:0.1 | given | "
                    "given:merge-valid | DIR")
 @click.option("--set", "sets", multiple=True, help="Hyperparameter key=value (repeatable).")
-@click.option("--out", "out_dir", required=True, type=click.Path(), help="Run directory to write.")
-@click.option("--seed", default=2020, show_default=True, help="Random seed.")
-@click.option("--ks", default="5,10,20,50", show_default=True, help="Cut-offs K for the metrics.")
+@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False), help="Run directory to write.")
+@click.option("--seed", type=click.IntRange(min=0), default=2020, show_default=True, help="Random seed.")
+@click.option("--ks", default="5,10,20,50", show_default=True, callback=parse_ks,
+              help="Cut-offs K for the metrics (positive integers, comma-separated).")
 @click.option("--no-progress", is_flag=True, help="Hide progress bars.")
-@click.option("--threads", type=int, default=None, help="CPU threads for torch / BLAS (default: library default).")
+@click.option("--threads", type=POSITIVE_INT, default=None, help=THREADS_HELP)
 @click.option("--checkpoint-dir", type=click.Path(), default=None,
               help="Write training checkpoints here (trainable models); with --resume, continue from one.")
 @click.option("--resume", is_flag=True, help="Continue from the checkpoint in --checkpoint-dir.")
@@ -81,15 +87,15 @@ def datasets(data_root: str | None) -> None:
 @cold_users_option
 def fit(model: str, data: str, data_root: str | None, items_path: str | None, users_path: str | None,
         columns: str | None, duplicates: str | None, split_spec: str | None, sets: tuple[str, ...], out_dir: str,
-        seed: int, ks: str, no_progress: bool, threads: int | None, checkpoint_dir: str | None, resume: bool,
-        monitor_test: bool, feature_specs: tuple[str, ...], text_columns: str, encoder: str,
+        seed: int, ks: tuple[int, ...], no_progress: bool, threads: int | None, checkpoint_dir: str | None,
+        resume: bool, monitor_test: bool, feature_specs: tuple[str, ...], text_columns: str, encoder: str,
         cache_dir: str | None, cold_users: str) -> None:
     """Fit MODEL, evaluate on validation and test, write RUN_DIR/metrics.json."""
     from ..data.splits import make_split
-    from ..models.registry import model_class
     from ..options import FitOptions
 
-    model_class(model)  # fail fast on an unknown name
+    params = _parse_sets(sets)
+    check_fit(model, params, split_spec, checkpoint_dir, resume)  # before the data: fail fast
     with console.status(f"loading {data}"):
         dataset, default_split = load_data(data, data_root, items_path, users_path, columns, duplicates)
         split = make_split(dataset, split_spec or default_split, seed=seed)
@@ -97,13 +103,15 @@ def fit(model: str, data: str, data_root: str | None, items_path: str | None, us
     console.print(f"[bold]{dataset}[/]  split {split.spec} {split.sizes()}"
                   + (f"  content added: {', '.join(added)}" if added else ""))
     report_split(split, cold_users)
+    if split.spec == "loo" and dataset.interactions.timestamp is None:
+        console.print("[yellow]warning:[/] --split loo: the data has no timestamps, so each user's last events are "
+                      "taken in file order")
     from ..runs import HEADLINE, fit_and_evaluate  # after the data: a data error needs no torch import
 
-    ks_tuple = tuple(int(k) for k in ks.split(","))
     result = fit_and_evaluate(
-        model, dataset, split, params=_parse_sets(sets),
+        model, dataset, split, params=params,
         options=FitOptions(seed=seed, show_progress=not no_progress, threads=threads, checkpoint_dir=checkpoint_dir,
-                           resume=resume), out_dir=out_dir, ks=ks_tuple,
+                           resume=resume), out_dir=out_dir, ks=ks,
         data_spec={"data": data, "data_root": data_root, "features": list(feature_specs),
                    "text_columns": text_columns or None, "encoder": encoder if text_columns else None,
                    **{k: v for k, v in (("items", items_path), ("users", users_path), ("columns", columns),
@@ -128,9 +136,10 @@ def fit(model: str, data: str, data_root: str | None, items_path: str | None, us
               help="Also keep the table's precomputed vector columns as modalities.")
 @click.option("--fields", default="", help="Categorical / tag / numeric columns to encode (comma-separated).")
 @click.option("--cache-dir", type=click.Path(), default=None, help="Text-vector cache (default: ~/.cache/recembed).")
-@click.option("--batch-size", default=64, show_default=True, help="Texts per encoder batch.")
-@click.option("--threads", type=int, default=None, help="CPU threads for the encoder.")
-@click.option("--out", "out_dir", required=True, type=click.Path(), help="Folder to write features.safetensors to.")
+@click.option("--batch-size", type=POSITIVE_INT, default=64, show_default=True, help="Texts per encoder batch.")
+@click.option("--threads", type=POSITIVE_INT, default=None, help="CPU threads for the encoder.")
+@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False),
+              help="Folder to write features.safetensors to.")
 def encode(data: str, data_root: str | None, items_path: str | None, users_path: str | None, columns: str | None,
            duplicates: str | None, text_columns: str, encoder: str, dim: int, vectors: bool, fields: str,
            cache_dir: str | None, batch_size: int, threads: int | None, out_dir: str) -> None:
@@ -166,181 +175,28 @@ def encode(data: str, data_root: str | None, items_path: str | None, users_path:
                   + (f" (text: {stats})" if stats else "") + f" -> {out}/features.safetensors")
 
 
-@cli.command(name="evaluate")
-@click.argument("run_dir", type=click.Path(exists=True, file_okay=False))
-@click.option("--write", is_flag=True, help="Rewrite RUN_DIR/metrics.json with the new scores.")
-@click.option("--set", "sets", multiple=True,
-              help="Inference-time setting key=value (repeatable), e.g. beam_size=50 for tiger.")
-@click.option("--part", "parts_wanted", type=click.Choice(["all", "valid", "test"]), default="all",
-              show_default=True, help="Which held-out parts to score.")
-@click.option("--json", "json_out", type=click.Path(dir_okay=False), default=None,
-              help="Also write the scores (with the settings and seconds) to this JSON file.")
-def evaluate_cmd(run_dir: str, write: bool, sets: tuple[str, ...], parts_wanted: str,
-                 json_out: str | None) -> None:
-    """Re-score a saved run (model and split are read from RUN_DIR)."""
-    import time
-
-    from ..io import write_json
-    from ..runs import HEADLINE, cold_test_items, evaluate_split, load_run
-
-    overrides = _parse_sets(sets)
-    if write and (overrides or parts_wanted != "all"):
-        raise click.UsageError("--write keeps metrics.json the fitted run's own: it cannot go with --set or --part")
-    run = load_run(run_dir)
-    if overrides:
-        try:
-            run.model.with_inference(**overrides)
-        except RecembedError as exc:
-            raise click.UsageError(str(exc)) from None
-    ks = tuple(run.config.get("ks", (5, 10, 20, 50)))
-    cold_policy = run.config.get("cold_users", "include")  # runs from before the policy ranked every user
-    t = time.perf_counter()
-    parts = {}
-    for part in ("valid", "test"):
-        if parts_wanted in ("all", part):
-            res = evaluate_split(run.model, run.split, part, ks=ks, cold_users=cold_policy)
-            parts[part] = res.summary if res else {}
-    cold = cold_test_items(run.split) if len(run.split.test) and parts_wanted != "valid" else None
-    if cold is not None and cold.any():
-        res = evaluate_split(run.model, run.split, "test", ks=ks, candidates=cold, cold_users=cold_policy)
-        parts["test_cold"] = {**res.summary, "candidate_items": int(cold.sum())} if res else {}
-    seconds = time.perf_counter() - t
-    console.print(_metrics_table(f"{run.config['model']} (re-scored)", parts, HEADLINE))
-    if "test" in parts:
-        stored = run.metrics.get("test", {})
-        same = all(abs(stored.get(n, 0) - parts["test"].get(n, 0)) < 1e-9 for n in HEADLINE if n in stored)
-        console.print(f"eval {seconds:.2f}s; matches the stored test metrics: {same}")
-    if json_out:
-        write_json(json_out, {"run": str(run_dir), "settings": overrides, **parts, "eval_seconds": round(seconds, 3)})
-    if write:
-        write_json(Path(run_dir) / "metrics.json", {**run.metrics, **parts, "eval_seconds": round(seconds, 3)})
-
-
-def _print_items(title: str, run, items, scores) -> None:  # noqa: ANN001
-    table = RichTable(title=title)
-    for col in ("rank", "item_id", "title", "score"):
-        table.add_column(col)
-    for rank, (i, s) in enumerate(zip(items, scores), start=1):
-        if i < 0:
-            break
-        name = "" if run.titles is None else str(run.titles[i])
-        table.add_row(str(rank), str(run.items.lookup(int(i))), name, f"{s:.4f}")
-    console.print(table)
-
-
-@cli.command()
-@click.argument("run_dir", type=click.Path(exists=True, file_okay=False))
-@click.option("--user", "user_id", default=None, help="External user id (a known user).")
-@click.option("--history", default=None, metavar="ID,ID,...",
-              help="Item ids, oldest first: recommend after this history (an anonymous user or a session).")
-@click.option("--k", default=10, show_default=True)
-def recommend(run_dir: str, user_id: str | None, history: str | None, k: int) -> None:
-    """Print the top-K items for a known user (--user) or after any history (--history), excluding the items
-    already seen. Sequential models read a known user's whole history, validation and test events included."""
-    from ..data.interactions import Interactions
-    from ..runs import load_run
-
-    if (user_id is None) == (history is None):
-        raise click.UsageError("give exactly one of --user and --history")
-    run = load_run(run_dir)
-    if history is not None:
-        ids = [h.strip() for h in history.split(",") if h.strip()]
-        if not ids:
-            raise click.UsageError("--history: expected comma-separated item ids")
-        idx = run.items.index(ids, source="--history")
-        try:
-            items, scores = run.model.recommend_history(idx, k=k)
-        except NotImplementedError as exc:
-            raise click.ClickException(str(exc)) from None
-        _print_items(f"top {k} after a history of {len(ids)} items", run, items, scores)
-        return
-    u = int(run.users.index([user_id], source="--user")[0])
-    seen = Interactions.concat([run.split.train, run.split.valid, run.split.test]).csr()
-    history_items = run.items.lookup(seen[u].indices)
-    if run.titles is not None and len(history_items):
-        shown = [str(run.titles[i]) for i in seen[u].indices[:5]]
-        console.print(f"user {user_id}: {len(history_items)} known items, e.g. {shown}")
-    if hasattr(run.model, "scorer_after"):  # the history goes on through validation and test
-        import numpy as np
-
-        from ..evaluation.ranking import rank_topk
-
-        scorer = run.model.scorer_after(Interactions.concat([run.split.valid, run.split.test]))
-        top, top_scores = rank_topk(scorer, np.array([u]), seen, k,
-                                    num_items=run.model.num_items_)
-        items, scores = top[0], top_scores[0]
-    else:
-        items, scores = run.model.recommend(u, k=k, exclude=seen, exclude_seen=False)
-    _print_items(f"top {k} for user {user_id}", run, items, scores)
-
-
-@cli.command()
-@click.argument("run_dir", type=click.Path(exists=True, file_okay=False))
-@click.option("--item", "item_id", required=True, help="External item id.")
-@click.option("--k", default=10, show_default=True)
-def similar(run_dir: str, item_id: str, k: int) -> None:
-    """Print the K items most similar to an item."""
-    from ..runs import load_run
-
-    run = load_run(run_dir)
-    i = int(run.items.index([item_id], source="--item")[0])
-    items, scores = run.model.similar_items(i, k=k)
-    name = "" if run.titles is None else f" ({run.titles[i]})"
-    _print_items(f"similar to {item_id}{name}", run, items, scores)
-
-
-@cli.command()
-@click.argument("run_a", type=click.Path(exists=True, file_okay=False))
-@click.argument("run_b", type=click.Path(exists=True, file_okay=False))
-@click.option("--metric", default="ndcg@10", show_default=True)
-def compare(run_a: str, run_b: str, metric: str) -> None:
-    """Paired significance test (t-test and Wilcoxon) of RUN_B against RUN_A on per-user test metrics."""
-    import pyarrow.parquet as pq
-
-    from ..evaluation.significance import paired_test
-    from ..io import read_json
-
-    tables = []
-    for run in (run_a, run_b):
-        h = read_json(Path(run) / "metrics.json").get("split_hash")
-        t = pq.read_table(Path(run) / "per_user_test.parquet")
-        if metric not in t.column_names:
-            raise click.BadParameter(f"{metric!r} not in {run}; have {t.column_names[2:-1]}", param_hint="--metric")
-        tables.append((h, t))
-    if tables[0][0] != tables[1][0]:
-        console.print("[yellow]warning: the runs used different splits (split_hash differs)[/]")
-    import numpy as np
-
-    ua, ub = (np.asarray(t.column("user_id").to_pylist()) for _, t in tables)
-    va, vb = (t.column(metric).to_numpy() for _, t in tables)
-    res = paired_test(ua, va, ub, vb)
-    console.print(f"{metric}: A {res['mean_a']:.4f}  B {res['mean_b']:.4f}  diff {res['diff']:+.4f}  "
-                  f"users {res['users']}  t {res['t']:.3f}  p(t-test) {res['p_ttest']:.3g}  "
-                  f"p(Wilcoxon) {res['p_wilcoxon']:.3g}")
-
-
 @cli.command()
 @click.argument("runs", nargs=-1, required=True, type=click.Path(exists=True, file_okay=False))
-@click.option("--out", "out_dir", required=True, type=click.Path(), help="Run directory to write.")
+@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False), help="Run directory to write.")
 @click.option("--weights", default="", help="One weight per run, comma-separated (default: equal).")
 @click.option("--combine", type=click.Choice(["zscore", "mean"]), default="zscore", show_default=True,
               help="zscore: standardise each run's scores per user, then average; mean: average raw scores.")
-@click.option("--ks", default=None, help="Cut-offs K (default: the first run's).")
-@click.option("--threads", type=int, default=None, help="CPU threads for torch (default: library default).")
+@click.option("--ks", default=None, callback=parse_ks, help="Cut-offs K (default: the first run's).")
+@click.option("--threads", type=POSITIVE_INT, default=None, help=THREADS_HELP)
 @click.option("--no-progress", is_flag=True, help="Hide progress bars.")
-def ensemble(runs: tuple[str, ...], out_dir: str, weights: str, combine: str, ks: str | None,
+def ensemble(runs: tuple[str, ...], out_dir: str, weights: str, combine: str, ks: tuple[int, ...] | None,
              threads: int | None, no_progress: bool) -> None:
     """Combine runs fitted on the same split into one ensemble run (RUN_DIR/metrics.json, as `fit` writes)."""
     from ..config import config_to_dict
     from ..errors import DataError
     from ..models.ensemble import Ensemble
-    from ..runs import HEADLINE, evaluate_run, load_run
+    from ..runs import HEADLINE, evaluate_run
 
     if threads:
         import torch
 
         torch.set_num_threads(threads)
-    loaded = [load_run(r) for r in runs]
+    loaded = [_load_run(r) for r in runs]
     first = loaded[0]
     for run in loaded[1:]:
         if run.metrics.get("split_hash") != first.metrics.get("split_hash"):
@@ -352,7 +208,7 @@ def ensemble(runs: tuple[str, ...], out_dir: str, weights: str, combine: str, ks
         raise click.BadParameter(f"expected numbers separated by commas, got {weights!r}",
                                  param_hint="--weights") from None
     model = Ensemble.from_models([r.model for r in loaded], weights=w, combine=combine)
-    ks_tuple = tuple(int(k) for k in ks.split(",")) if ks else tuple(first.config.get("ks", (5, 10, 20, 50)))
+    ks_tuple = ks or tuple(first.config.get("ks", (5, 10, 20, 50)))
     config = {"model": "ensemble", "params": config_to_dict(model.config),
               "member_runs": [str(Path(r).resolve()) for r in runs],
               "seed": [r.config.get("seed") for r in loaded], "data": first.config.get("data"),
@@ -365,6 +221,7 @@ def ensemble(runs: tuple[str, ...], out_dir: str, weights: str, combine: str, ks
     console.print(f"eval {m['eval_seconds']:.2f}s  peak RSS {m['peak_rss_mb']:.0f} MiB  -> {out_dir}/metrics.json")
 
 
+_register_runs(cli)
 _register_serve(cli)
 _register_semantic(cli)
 
@@ -374,6 +231,12 @@ def main() -> None:
         cli(standalone_mode=True)
     except RecembedError as exc:
         console.print(f"[bold red]error:[/] {exc}")
+        sys.exit(2)
+    except (FileNotFoundError, PermissionError, IsADirectoryError, NotADirectoryError, FileExistsError) as exc:
+        # a path given on the command line that cannot be read or written (e.g. --json in a folder that is not there)
+        from rich.markup import escape
+
+        console.print(f"[bold red]error:[/] {escape(str(exc.filename or ''))}: {escape(exc.strerror or str(exc))}")
         sys.exit(2)
 
 

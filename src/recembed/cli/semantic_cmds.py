@@ -46,18 +46,22 @@ def _stats_table(title: str, stats: dict[str, Any]) -> RichTable:
                    "several are L2-normalised and concatenated. --method file: the *.index.json file.")
 @click.option("--method", type=click.Choice(["rqvae", "rkmeans", "fsq", "file"]), default="rqvae",
               show_default=True, help="Tokenizer, or 'file' to read LETTER / LC-Rec codes.")
-@click.option("--levels", default=3, show_default=True, help="Code levels (before the collision level).")
-@click.option("--codebook", default=256, show_default=True, help="Codes per level.")
+@click.option("--levels", type=click.IntRange(min=1), default=3, show_default=True,
+              help="Code levels (before the collision level).")
+@click.option("--codebook", type=click.IntRange(min=2), default=256, show_default=True, help="Codes per level.")
 @click.option("--set", "sets", multiple=True, help="Tokenizer config key=value (repeatable), e.g. epochs=100.")
-@click.option("--seed", default=2020, show_default=True, help="Random seed.")
-@click.option("--dim", default=64, show_default=True, help="Dimension of vectors built from tags / text columns.")
+@click.option("--seed", type=click.IntRange(min=0), default=2020, show_default=True, help="Random seed.")
+@click.option("--dim", type=click.IntRange(min=1), default=64, show_default=True,
+              help="Dimension of vectors built from tags / text columns.")
 @click.option("--dedup/--no-dedup", default=True, show_default=True,
               help="Append TIGER's collision level so every item's code is unique.")
 @click.option("--id-offset", default=0, show_default=True,
               help="--method file: the file's key for item x is int(x) + offset (LETTER Beauty: -1).")
-@click.option("--threads", type=int, default=None, help="CPU threads for torch (default: library default).")
+@click.option("--threads", type=click.IntRange(min=1), default=None, help="CPU threads for torch (default: library "
+              "default).")
 @click.option("--no-progress", is_flag=True, help="Hide progress bars.")
-@click.option("--out", "out_dir", required=True, type=click.Path(), help="Folder to write the semantic IDs to.")
+@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False),
+              help="Folder to write the semantic IDs to.")
 def tokenize_cmd(data: str, data_root: str | None, sources: str, method: str, levels: int, codebook: int,
                  sets: tuple[str, ...], seed: int, dim: int, dedup: bool, id_offset: int, threads: int | None,
                  no_progress: bool, out_dir: str) -> None:
@@ -141,7 +145,7 @@ def _item_names(directory: Path, data: str | None, data_root: str | None):  # no
               "summary (neither --item nor --prefix).")
 @click.option("--data", default=None, help="Dataset of the codes (default: DIR/items.parquet).")
 @click.option("--data-root", type=click.Path(), default=None, help="Folder of the datasets (else $RECEMBED_DATA_ROOT).")
-@click.option("--limit", default=30, show_default=True, help="Rows to print at most.")
+@click.option("--limit", type=click.IntRange(min=1), default=30, show_default=True, help="Rows to print at most.")
 def sid_prefix(directory: str, item_id: str | None, prefix: str | None, depth: int, data: str | None,
                data_root: str | None, limit: int) -> None:
     """Which items share a semantic-ID prefix (or, with neither --item nor --prefix, the most crowded ones)."""

@@ -4,7 +4,7 @@
     recembed index build RUN_DIR|BUNDLE --kind hnsw [--k 10] [--queries 1000] [--param m=32 ...] [--save]
     recembed serve RUN_DIR|BUNDLE [--host 127.0.0.1] [--port 8000] [--index KIND] [--workers 1]
                    [--require-signature]
-    recembed export RUN_DIR|BUNDLE --top-k 100 --out recs.parquet [--batch-size 1024]
+    recembed export RUN_DIR|BUNDLE --k 100 --out recs.parquet [--batch-size 1024]
 
 A RUN_DIR given where a bundle is expected is bundled into a temporary directory first (removed on exit).
 ``bundle``, ``index build`` and ``export`` show a progress bar (:mod:`recembed.progress`) on a terminal when they
@@ -22,6 +22,7 @@ from typing import Any
 import click
 
 from ..io import write_json
+from .common import POSITIVE_INT, k_option
 
 INDEX_KINDS = ("exact", "flat", "hnsw", "ivfpq")
 
@@ -55,7 +56,7 @@ def register(cli: click.Group) -> None:
 
 @click.command()
 @click.argument("run_dir", type=click.Path(exists=True, file_okay=False))
-@click.option("--out", "out_dir", required=True, type=click.Path(), help="Bundle directory to write.")
+@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False), help="Bundle directory to write.")
 @click.option("--index", "index_kind", type=click.Choice(INDEX_KINDS[1:]), default=None,
               help="Also build and store a FAISS index over the item vectors (embedding models).")
 @click.option("--param", "params", multiple=True, metavar="KEY=INT",
@@ -111,9 +112,11 @@ def index() -> None:
 @click.argument("path", type=click.Path(exists=True, file_okay=False))
 @click.option("--kind", type=click.Choice(INDEX_KINDS), default="hnsw", show_default=True)
 @click.option("--param", "params", multiple=True, metavar="KEY=INT", help="Index parameter (see `recembed bundle`).")
-@click.option("--k", default=10, show_default=True, help="Cut-off of the recall measured against exact search.")
-@click.option("--queries", default=1000, show_default=True, help="Users whose vectors are the test queries.")
-@click.option("--seed", default=0, show_default=True, help="Seed of the query sample.")
+@click.option("--k", type=POSITIVE_INT, default=10, show_default=True,
+              help="Cut-off of the recall measured against exact search.")
+@click.option("--queries", type=POSITIVE_INT, default=1000, show_default=True,
+              help="Users whose vectors are the test queries.")
+@click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True, help="Seed of the query sample.")
 @click.option("--save", is_flag=True, help="Store the index in PATH (a bundle), replacing any stored one.")
 @click.option("--report", type=click.Path(), default=None, help="Also write the report as JSON here.")
 @click.option("--no-progress", is_flag=True, help="Hide the progress bar.")
@@ -139,7 +142,7 @@ def index_build(path: str, kind: str, params: tuple[str, ...], k: int, queries: 
         bar.step("loading")
         b = load_bundle(_bundle_path(path, tmp))
         if b.kind != "embedding":
-            raise click.ClickException(f"{b.model.name} is served by its own scoring: no user/item vectors to index")
+            raise click.UsageError(f"{b.model.name} is served by its own scoring: no user/item vectors to index")
         set_index_threads(1)
         bar.step(f"building {kind} over {len(b.items)} items")
         t = time.perf_counter()
@@ -168,7 +171,7 @@ def index_build(path: str, kind: str, params: tuple[str, ...], k: int, queries: 
 @click.command()
 @click.argument("path", type=click.Path(exists=True, file_okay=False))
 @click.option("--host", default="127.0.0.1", show_default=True)
-@click.option("--port", default=8000, show_default=True, type=int)
+@click.option("--port", default=8000, show_default=True, type=click.IntRange(0, 65535))
 @click.option("--index", "index_kind", type=click.Choice(INDEX_KINDS), default=None,
               help="Index for recommendations (default: the bundle's stored index, else exact).")
 @click.option("--param", "params", multiple=True, metavar="KEY=INT", help="Parameters of an index built at start-up.")
@@ -224,9 +227,10 @@ def serve(path: str, host: str, port: int, index_kind: str | None, params: tuple
 
 @click.command()
 @click.argument("path", type=click.Path(exists=True, file_okay=False))
-@click.option("--top-k", "k", default=100, show_default=True, help="Items per user.")
+@k_option(default=100, help="Items per user.")
 @click.option("--out", "out_file", required=True, type=click.Path(dir_okay=False), help="Parquet file to write.")
-@click.option("--batch-size", default=1024, show_default=True, help="Users scored at once (bounds memory).")
+@click.option("--batch-size", type=POSITIVE_INT, default=1024, show_default=True,
+              help="Users scored at once (bounds memory).")
 @click.option("--index", "index_kind", type=click.Choice(INDEX_KINDS), default="exact", show_default=True,
               help="Index for embedding bundles.")
 @click.option("--include-seen", is_flag=True, help="Keep the users' known items.")

@@ -29,7 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import ConfigError, DataError
+from ..errors import ConfigError, DataError, did_you_mean
 from ..io import write_json
 from .interactions import Interactions
 from .vocab import Vocabulary
@@ -116,11 +116,21 @@ def _parts(inter: Interactions, assign: np.ndarray, users: Vocabulary, items: Vo
     )
 
 
-def _check_ratios(ratios: tuple[float, ...], spec: str) -> tuple[float, float, float]:
+def _check_ratios(ratios: tuple[float, ...], kind: str) -> tuple[float, float, float]:
+    spec = f"{kind}:{','.join(f'{r:g}' for r in ratios)}"
+    expected = f"expected {kind}:TRAIN,VALID,TEST or {kind}:TRAIN,TEST (no validation), e.g. {kind}:0.8,0.1,0.1"
+    if len(ratios) not in (2, 3):
+        raise ConfigError(f"split {spec!r}: {len(ratios)} ratio(s); {expected}")
+    if any(r < 0 for r in ratios):
+        raise ConfigError(f"split {spec!r}: a ratio is negative; {expected}, each >= 0")
+    if not np.isclose(sum(ratios), 1.0):
+        raise ConfigError(f"split {spec!r}: the ratios sum to {sum(ratios):g}, not 1; {expected}")
     if len(ratios) == 2:
         ratios = (ratios[0], 0.0, ratios[1])
-    if len(ratios) != 3 or any(r < 0 for r in ratios) or not np.isclose(sum(ratios), 1.0) or ratios[0] <= 0:
-        raise ConfigError(f"split {spec!r}: expected train,valid,test ratios >= 0 summing to 1, got {ratios}")
+    if ratios[0] <= 0:
+        raise ConfigError(f"split {spec!r}: the train ratio is 0 (nothing to fit on); {expected}, TRAIN > 0")
+    if ratios[2] <= 0:
+        raise ConfigError(f"split {spec!r}: the test ratio is 0 (nothing to evaluate on); {expected}, TEST > 0")
     return ratios  # type: ignore[return-value]
 
 
@@ -160,7 +170,8 @@ def temporal_split(
     """Global time split: events sorted by timestamp (file order on ties), cut by the ratios."""
     r_train, r_valid, r_test = _check_ratios(tuple(ratios), "temporal")
     if inter.timestamp is None:
-        raise DataError("a temporal split needs timestamps, and these interactions have none", field="timestamp")
+        raise DataError(f"split 'temporal:{r_train:g},{r_valid:g},{r_test:g}' needs timestamps, and these interactions "
+                        "have none: use random:... (or name the time column: --columns time=NAME)", field="timestamp")
     n = len(inter)
     order = np.argsort(inter.timestamp, kind="stable")
     cut1 = int(np.floor(r_train * n))
@@ -194,7 +205,7 @@ def cold_items_split(
 ) -> Split:
     """Hold a seeded ``fraction`` of the occurring items out of training entirely."""
     if not 0 < fraction < 1:
-        raise ConfigError(f"split 'cold-items:{fraction}': the fraction must be in (0, 1)")
+        raise ConfigError(f"split 'cold-items:{fraction:g}': the fraction must be in (0, 1), e.g. cold-items:0.2")
     rng = np.random.default_rng(seed)
     present = np.flatnonzero(inter.item_counts() > 0)
     n_cold = max(2, int(round(fraction * len(present))))
@@ -211,7 +222,7 @@ def drop_items_split(base: Split, fraction: float = 0.1, seed: int = 2020) -> Sp
     them measure recommending new items (for sequential data, where a cold-items split would cut holes in
     every history's middle instead)."""
     if not 0 < fraction < 1:
-        raise ConfigError(f"split 'drop-items:{fraction}': the fraction must be in (0, 1)")
+        raise ConfigError(f"split 'drop-items:{fraction:g}': the fraction must be in (0, 1), e.g. drop-items:0.1")
     rng = np.random.default_rng(seed)
     candidates = np.flatnonzero(base.test.item_counts() > 0)
     dropped = np.zeros(base.train.num_items, dtype=bool)
@@ -273,16 +284,32 @@ def parse_split_spec(spec: str) -> tuple[str, tuple[float, ...]]:
         try:
             values = tuple(float(x) for x in arg.split(",")) if arg else ()
         except ValueError:
-            raise ConfigError(f"split {spec!r}: arguments must be numbers") from None
+            raise ConfigError(f"split {spec!r}: arguments must be numbers, e.g. "
+                              f"{'random:0.8,0.1,0.1' if kind in ('random', 'temporal') else kind + ':0.2'}") from None
+        if kind in ("cold-items", "drop-items") and len(values) > 1:
+            raise ConfigError(f"split {spec!r}: expected one fraction, e.g. {kind}:0.2")
         return kind, values
     if kind in ("loo", "given") and arg in ("", "merge-valid"):
         return (kind + (":merge-valid" if arg else "")), ()
     if Path(spec).is_dir():
         return "dir", ()
+    kinds = ("random", "temporal", "loo", "cold-items", "drop-items", "given")
+    looks_like_path = "/" in spec or "\\" in spec or (kind not in kinds and kind == spec and "." in spec)
+    hint = " (no such directory)" if looks_like_path else did_you_mean(kind, kinds)
     raise ConfigError(
-        f"unknown split {spec!r}: expected random:a,b,c, temporal:a,b,c, loo, cold-items:f, drop-items:f, given, "
-        "given:merge-valid or a directory of split files"
+        f"unknown split {spec!r}{hint}: expected random:a,b,c, temporal:a,b,c, loo, cold-items:f, drop-items:f, "
+        "given, given:merge-valid or a directory of split files"
     )
+
+
+def check_split_spec(spec: str) -> None:
+    """Refuse a malformed spec before any data is read (ConfigError naming the spec and what is expected); what
+    depends on the data (a given split, timestamps) is checked by :func:`make_split`."""
+    kind, args = parse_split_spec(spec)
+    if kind in ("random", "temporal") and args:
+        _check_ratios(args, kind)
+    elif kind in ("cold-items", "drop-items") and args and not 0 < args[0] < 1:
+        raise ConfigError(f"split {spec!r}: the fraction must be in (0, 1), e.g. {kind}:0.2")
 
 
 def without_overlap(split: Split) -> Split:

@@ -92,7 +92,10 @@ class SyntheticConfig:
         if self.scale == "large":
             return replace(self, num_users=20000, num_items=5000, num_topics=16, scale="default")
         if self.scale != "default":
-            raise ValueError(f"synthetic scale must be tiny, default or large, got {self.scale!r}")
+            from ..errors import ConfigError
+
+            raise ConfigError(f"synthetic scale must be tiny, default or large (--data synthetic:tiny), "
+                              f"got {self.scale!r}")
         return self
 
 

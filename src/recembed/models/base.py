@@ -37,6 +37,13 @@ def _as_interactions(data: Any, name: str) -> Interactions:
                     "Interactions.from_csr(matrix), or pass split.train")
 
 
+def check_k(k: Any, name: str = "k") -> int:
+    """``k`` as an int when it is a positive integer (a cut-off: how many items to return), else ConfigError."""
+    if isinstance(k, bool) or not isinstance(k, int | np.integer) or k < 1:
+        raise ConfigError(f"{name}: expected a positive integer (how many items to return), got {k!r}")
+    return int(k)
+
+
 class Recommender:
     """Base class of the retrieval models. Subclasses set ``name``, ``Config`` and implement
     ``_fit``, ``score`` and ``_state`` / ``_set_state``."""
@@ -119,6 +126,7 @@ class Recommender:
         """
         from ..evaluation.ranking import rank_topk
 
+        k = check_k(k)
         scalar = np.ndim(user_idx) == 0
         users = self._check_users(user_idx)
         mask = self.seen_items() if exclude_seen else None
@@ -139,6 +147,7 @@ class Recommender:
         """Top-``k`` ``(items, scores)`` after ``history`` (item indices, oldest first), without its items."""
         from ..evaluation.ranking import rank_topk
 
+        k = check_k(k)
         self._check_fitted()
         h = np.asarray(history, dtype=np.int64)
         if h.size and (h.min() < 0 or h.max() >= self.num_items_):
@@ -161,6 +170,7 @@ class Recommender:
 
     def similar_items(self, item_idx: int | np.ndarray, k: int = 10) -> tuple[np.ndarray, np.ndarray]:
         """The ``k`` most similar other items, by :meth:`similarity_rows`."""
+        k = check_k(k)
         self._check_fitted()
         return self._topk_rows(self.similarity_rows, item_idx, k)
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import importlib
 
-from ..errors import ConfigError
+from ..errors import ConfigError, did_you_mean
 
 MODELS: dict[str, str] = {
     "pop": "recembed.models.cf.pop:Pop",
@@ -44,6 +44,6 @@ def model_class(name: str) -> type:
     try:
         path = MODELS[name]
     except KeyError:
-        raise ConfigError(f"unknown model {name!r}; available: {sorted(MODELS)}") from None
+        raise ConfigError(f"unknown model {name!r}{did_you_mean(name, MODELS)}; available: {sorted(MODELS)}") from None
     module, _, attr = path.partition(":")
     return getattr(importlib.import_module(module), attr)

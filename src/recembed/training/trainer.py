@@ -13,6 +13,7 @@ one would, given the model and optimizer state the checkpoint restores.
 from __future__ import annotations
 
 import math
+import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, fields
@@ -23,7 +24,7 @@ import torch
 from torch import nn
 
 from ..config import check, config_to_dict, saved_values
-from ..errors import DataError
+from ..errors import DataError, did_you_mean
 from ..options import FitOptions
 from .checkpoint import load_checkpoint, save_checkpoint
 
@@ -82,13 +83,25 @@ class TrainConfig:
         check(self.eval_every >= 1, "eval_every", f"must be >= 1, got {self.eval_every}")
         check(self.valid_sample >= 0, "valid_sample", f"must be >= 0, got {self.valid_sample}")
         check(self.time_budget_s >= 0, "time_budget_s", f"must be >= 0, got {self.time_budget_s}")
-        check("@" in self.valid_metric, "valid_metric", f"expected NAME@K, got {self.valid_metric!r}")
+        _check_valid_metric(self.valid_metric)
 
     def batch_for(self, examples: int) -> int:
         """The batch size for an epoch of ``examples`` training examples under ``min_steps``."""
         if self.min_steps <= 0 or examples <= 0:
             return self.batch_size
         return max(1, min(self.batch_size, -(-examples // self.min_steps)))
+
+
+def _check_valid_metric(value: str) -> None:
+    """``valid_metric`` is ``NAME@K`` with NAME one of the evaluation's metrics and K a positive integer."""
+    from ..evaluation.metrics import METRICS
+
+    known = ", ".join(f"{m}@K" for m in METRICS)
+    name, sep, k = str(value).partition("@")
+    check(bool(sep), "valid_metric", f"expected NAME@K (one of {known}), got {value!r}")
+    check(name in METRICS, "valid_metric",
+          f"unknown metric {name!r}{did_you_mean(name, METRICS)} in {value!r}; known: {known}")
+    check(k.isdigit() and int(k) >= 1, "valid_metric", f"K must be a positive integer, got {k!r} in {value!r}")
 
 
 #: config keys that may change between a checkpoint and the run resuming it
@@ -114,6 +127,8 @@ class TrainResult:
     stopped_by_budget: bool = False
     seconds: float = 0.0
     seconds_to_best: float | None = None
+    resumed_at: int | None = None
+    """The checkpoint's epoch when the fit resumed from one (None: trained from scratch)."""
 
 
 def seed_everything(seed: int, epoch: int = -1) -> np.random.Generator:
@@ -155,6 +170,10 @@ class Trainer:
             ckpt = load_checkpoint(opts.checkpoint_dir)
             if ckpt is not None:
                 start_epoch, bad_evals, elapsed_before, best_state = self._restore(ckpt, module, optimizer, result)
+                result.resumed_at = start_epoch
+                left = f"continuing with epoch {start_epoch + 1} of {cfg.epochs}" if start_epoch < cfg.epochs \
+                    else f"no epoch left to run (epochs={cfg.epochs})"
+                print(f"resumed at epoch {start_epoch} from {ckpt['path']}: {left}", file=sys.stderr)
         t_start = time.perf_counter() - elapsed_before
         progress = _Progress(enabled=opts.show_progress, total_batches=task.num_batches())
         epoch = start_epoch - 1
