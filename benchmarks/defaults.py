@@ -82,8 +82,8 @@ def _fmt(x: float | None) -> str:
 
 
 def table(results: dict, dataset: str) -> str:
-    rows = ["| model | default N@10 (test) | tuned N@10 (where) | peer default (RecBole 1.2.1) | bar | met? | "
-            "epochs (best) | fit s | process wall s | peak RSS MiB |",
+    rows = [("| model | default N@10 (test) | tuned N@10 (where) | peer default (RecBole 1.2.1) | bar | met? | "
+             "epochs (best) | fit s | process wall s | peak RSS MiB |"),
             "|---|---|---|---|---|---|---|---|---|---|"]
     for model in MODELS:
         (tuned, where), peer = REFERENCE[dataset][model]
