@@ -29,7 +29,7 @@ CHANGED = {
     "simgcl": {"cl_weight": (0.2, 0.02), "min_steps": (0, 320), "patience": (10, 20)},
     "xsimgcl": {"cl_weight": (0.2, 0.02), "min_steps": (0, 32)},
     "directau": {"gamma": (1.0, 0.5), "weight_decay": (1e-6, 1e-4), "min_steps": (0, 32)},
-    "multvae": {"latent_dim": (200, 64), "min_steps": (0, 20)},
+    "multvae": {"latent_dim": (200, 64), "total_anneal_steps": (200_000, 200)},
 }
 
 
@@ -99,9 +99,10 @@ def test_min_steps_shrinks_the_batch_on_small_data_and_records_it(tmp_path) -> N
     config = json.loads((tmp_path / "bpr" / "config.json").read_text())
     assert config["auto_resolved"] == {"batch_size": -(-pairs // 32)}
     assert config["params"]["batch_size"] == 2048 and config["params"]["min_steps"] == 32
-    # Mult-VAE batches users: 300 active users -> ceil(300 / 20) = 15 per step
+    # Mult-VAE batches users (its default min_steps is 0; set, 300 active users -> ceil(300 / 20) = 15 a step)
     users = int((np.diff(split.train.csr("binary").indptr) > 0).sum())
-    fit_and_evaluate("multvae", ds, split, params={"epochs": 1, "patience": 0}, out_dir=tmp_path / "vae")
+    fit_and_evaluate("multvae", ds, split, params={"epochs": 1, "patience": 0, "min_steps": 20},
+                     out_dir=tmp_path / "vae")
     config = json.loads((tmp_path / "vae" / "config.json").read_text())
     assert config["auto_resolved"] == {"batch_size": -(-users // 20)}
     # with min_steps=0 the batch is batch_size and nothing is recorded
@@ -110,7 +111,7 @@ def test_min_steps_shrinks_the_batch_on_small_data_and_records_it(tmp_path) -> N
     # a large catalog keeps batch_size (ml-100k's 80,808 pairs / 2048 = 40 steps >= 32)
     assert model_class("bpr").Config().batch_for(80_808) == 2048
     assert model_class("simgcl").Config().batch_for(80_808) == 253
-    assert model_class("multvae").Config().batch_for(52_204) == 500
+    assert model_class("multvae").Config(min_steps=20).batch_for(52_204) == 500
 
 
 @pytest.mark.parametrize("name", ["bpr", "lightgcn", "simgcl", "xsimgcl", "directau", "multvae"])
@@ -175,3 +176,8 @@ def test_metrics_json_omits_a_cold_ranking_on_few_users(tmp_path) -> None:
     m = fit_and_evaluate("pop", ds, many).metrics
     assert "test_cold_omitted" not in m
     assert m["test_cold"]["users"] == 282 and m["test_cold"]["candidate_items"] == 40
+
+
+def test_mmultvae_keeps_the_paper_values_it_inherited() -> None:
+    config = model_class("mmultvae").Config()
+    assert (config.latent_dim, config.total_anneal_steps) == (200, 200_000)
