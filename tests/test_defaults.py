@@ -172,6 +172,16 @@ def test_metrics_json_omits_a_cold_ranking_on_few_users(tmp_path) -> None:
     m = fit_and_evaluate("pop", ds, few, out_dir=tmp_path / "few").metrics
     assert "test_cold" not in m and m["test_cold_omitted"] == "rests on 13 users (< 20) and 1 candidate items"
     assert load_run(tmp_path / "few").metrics["test_cold_omitted"] == m["test_cold_omitted"]
+    # re-scoring keeps the rule: the note, not a test_cold section
+    from click.testing import CliRunner
+
+    from recembed.cli.main import cli
+
+    res = CliRunner().invoke(cli, ["evaluate", str(tmp_path / "few"), "--write"])
+    assert res.exit_code == 0, res.output
+    assert "test_cold_omitted: rests on 13 users" in " ".join(res.output.split())
+    rewritten = json.loads((tmp_path / "few" / "metrics.json").read_text())
+    assert "test_cold" not in rewritten and rewritten["test_cold_omitted"] == m["test_cold_omitted"]
     many = cold_items_split(ds.interactions, ds.users, ds.items, 0.4, seed=3)
     m = fit_and_evaluate("pop", ds, many).metrics
     assert "test_cold_omitted" not in m
