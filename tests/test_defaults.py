@@ -27,7 +27,7 @@ CHANGED = {
     "bpr": {"reg_weight": (0.0, 0.015), "batch_size": (4096, 2048), "min_steps": (0, 32)},
     "lightgcn": {"num_layers": (3, 2), "reg_weight": (1e-4, 1e-5), "min_steps": (0, 32)},
     "simgcl": {"cl_weight": (0.2, 0.02), "min_steps": (0, 320), "patience": (10, 20)},
-    "xsimgcl": {"cl_weight": (0.2, 0.02), "min_steps": (0, 32)},
+    "xsimgcl": {"cl_weight": (0.2, 0.02), "min_steps": (0, 32), "patience": (10, 20)},
     "directau": {"gamma": (1.0, 0.5), "weight_decay": (1e-6, 1e-4), "min_steps": (0, 32)},
     "multvae": {"latent_dim": (200, 64), "total_anneal_steps": (200_000, 200)},
 }
