@@ -92,7 +92,9 @@ def table(results: dict, dataset: str) -> str:
         if r is None:
             got, met, extra = "not run (time)", "—", ["—"] * 4
         elif r.get("error"):
-            got, met, extra = f"error: {r['error']}", "no", ["—", "—", _fmt(r.get("process_wall_seconds")), "—"]
+            refused = tuned is None  # EASE on beauty: refused by design (ResourceError), no bar
+            got = "refused (ResourceError)" if refused else f"error: {r['error']}"
+            met, extra = ("—" if refused else "no"), ["—", "—", _fmt(r.get("process_wall_seconds")), "—"]
         else:
             n10 = r["test"]["ndcg@10"]
             note = " (" + ", ".join(r["sets"]) + ")" if r.get("sets") else ""
