@@ -94,12 +94,13 @@ def table(results: dict, dataset: str) -> str:
         elif r.get("error"):
             refused = tuned is None  # EASE on beauty: refused by design (ResourceError), no bar
             got = "refused (ResourceError)" if refused else f"error: {r['error']}"
-            met, extra = ("—" if refused else "no"), ["—", "—", _fmt(r.get("process_wall_seconds")), "—"]
+            met, extra = ("—" if refused else "no"), ["—", "—", f"{r.get('process_wall_seconds', 0):.1f}", "—"]
         else:
             n10 = r["test"]["ndcg@10"]
             note = " (" + ", ".join(r["sets"]) + ")" if r.get("sets") else ""
             got = f"{n10:.4f}{note}"
-            met = "—" if b is None else ("yes" if n10 >= b else f"no ({100 * (n10 / b - 1):+.1f}%)")
+            # the peers' figures are rounded to 4 decimals: compare at that precision
+            met = "—" if b is None else ("yes" if round(n10, 4) >= b else f"no ({100 * (n10 / b - 1):+.1f}%)")
             tr = r.get("training") or {}
             ep = f"{tr['epochs_run']} ({tr['best_epoch']})" if tr else "—"
             extra = [ep, f"{r['fit_seconds']:.1f}", f"{r['process_wall_seconds']:.1f}", f"{r['peak_rss_mb']:,.0f}"]
