@@ -30,7 +30,9 @@ def test_freedom_ranks_cold_items_through_the_item_graph(extra) -> None:
     cold = np.flatnonzero(np.asarray(split.train.csr().sum(axis=0)).ravel() == 0)
     assert len(cold) > 20
     freedom = model_class("freedom")(**PARAMS, **extra).fit(split.train, item_table=planted_item_table())
-    bpr = model_class("bpr")(**{k: v for k, v in PARAMS.items() if k != "embedding_dim"}).fit(split.train)
+    # the ID-only baseline as it was before BPR's defaults changed (issue #20): no L2, batch as set
+    bpr = model_class("bpr")(**{k: v for k, v in PARAMS.items() if k != "embedding_dim"}, reg_weight=0.0,
+                             min_steps=0).fit(split.train)
     ours, ids_only = cold_only_ndcg(freedom.score, split, cold), cold_only_ndcg(bpr.score, split, cold)
     rng = np.random.default_rng(0)
     random = cold_only_ndcg(lambda u: rng.random((len(u), ds.num_items)).astype(np.float32), split, cold)

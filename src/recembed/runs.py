@@ -4,7 +4,9 @@ Run directory layout::
 
     RUN_DIR/
       metrics.json           test / valid metrics, slices, split hash, timings, peak memory; test_cold =
-                             test ranked among the cold items only (items in test, none in training)
+                             test ranked among the cold items only (items in test, none in training),
+                             with its ``users`` and ``candidate_items``; omitted, with a
+                             ``test_cold_omitted`` note, when fewer than MIN_COLD_USERS users have them
       config.json            model name + config, data, split spec, seed, versions
       model/                 model.json + model.safetensors
       users.parquet          user vocabulary (index order)
@@ -44,6 +46,8 @@ from .options import FitOptions
 
 COLD_USER_POLICIES = ("skip", "include")
 HEADLINE = ("recall@10", "ndcg@10", "recall@20", "ndcg@20", "mrr@10", "hit@10")
+#: ``test_cold`` is reported only when at least this many test users have a cold item (fewer: noise)
+MIN_COLD_USERS = 20
 
 
 def peak_rss_mb() -> float:
@@ -105,6 +109,19 @@ def cold_users_count(split: Split) -> dict[str, int]:
 def cold_test_items(split: Split) -> np.ndarray:
     """Boolean item mask: items with test interactions but none in training (cold at test time)."""
     return (split.train.item_counts() == 0) & (split.test.item_counts() > 0)
+
+
+def cold_section(result: EvalResult | None, cold: np.ndarray) -> dict[str, Any]:
+    """The metrics.json entry of the cold-items test ranking: ``{"test_cold": {...metrics, "users",
+    "candidate_items"}}``, or ``{"test_cold_omitted": reason}`` when it rests on fewer than
+    :data:`MIN_COLD_USERS` users (or none), ``{}`` when the test has no cold item."""
+    if not cold.any():
+        return {}
+    users = int(result.summary.get("users", len(result.users))) if result is not None else 0
+    if users < MIN_COLD_USERS:
+        return {"test_cold_omitted": f"rests on {users} users (< {MIN_COLD_USERS}) and "
+                                     f"{int(cold.sum())} candidate items"}
+    return {"test_cold": {**result.summary, "users": users, "candidate_items": int(cold.sum())}}
 
 
 def slices(result: EvalResult, split: Split) -> dict[str, dict[str, float]]:
@@ -200,7 +217,7 @@ def evaluate_run(model: Recommender, split: Split, *, dataset_name: str, titles:
         "split_sizes": split.sizes(),
         "test": test.summary if test else {},
         "valid": valid.summary if valid else {},
-        **({"test_cold": {**test_cold.summary, "candidate_items": int(cold.sum())}} if test_cold else {}),
+        **cold_section(test_cold, cold),
         "fit_seconds": round(fit_seconds, 3),
         "eval_seconds": round(eval_seconds, 3),
         "peak_rss_mb": round(peak_rss_mb(), 1),
@@ -272,7 +289,8 @@ def write_run(out: Path, model: Recommender, dataset_name: str, titles: np.ndarr
 
         write_json(out / "history.json", history)
         plot_history(history, out / "training_curve.png", title=f"{config['model']} on {dataset_name}",
-                     metric_label=f"{metrics.get('training', {}).get('history_metrics_on', 'valid')} metric")
+                     metric_label=f"{metrics.get('training', {}).get('history_metrics_on', 'valid')} metric",
+                     selected=getattr(model.config, "valid_metric", None))
     config = {**config, "recembed": __version__, "python": platform.python_version()}
     resolved = getattr(model, "auto_resolved_", None)
     if resolved:

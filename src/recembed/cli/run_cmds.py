@@ -39,7 +39,7 @@ def evaluate_cmd(run_dir: str, write: bool, sets: tuple[str, ...], parts_wanted:
     import time
 
     from ..io import write_json
-    from ..runs import HEADLINE, cold_test_items, evaluate_split
+    from ..runs import HEADLINE, cold_section, cold_test_items, evaluate_split
 
     overrides = _parse_sets(sets)
     if write and (overrides or parts_wanted != "all"):
@@ -53,7 +53,7 @@ def evaluate_cmd(run_dir: str, write: bool, sets: tuple[str, ...], parts_wanted:
     ks = tuple(run.config.get("ks", (5, 10, 20, 50)))
     cold_policy = run.config.get("cold_users", "include")  # runs from before the policy ranked every user
     t = time.perf_counter()
-    parts = {}
+    parts, notes = {}, {}
     for part in ("valid", "test"):
         if parts_wanted in ("all", part):
             res = evaluate_split(run.model, run.split, part, ks=ks, cold_users=cold_policy)
@@ -61,17 +61,25 @@ def evaluate_cmd(run_dir: str, write: bool, sets: tuple[str, ...], parts_wanted:
     cold = cold_test_items(run.split) if len(run.split.test) and parts_wanted != "valid" else None
     if cold is not None and cold.any():
         res = evaluate_split(run.model, run.split, "test", ks=ks, candidates=cold, cold_users=cold_policy)
-        parts["test_cold"] = {**res.summary, "candidate_items": int(cold.sum())} if res else {}
+        section = cold_section(res, cold)  # test_cold, or a test_cold_omitted note
+        parts.update({k: v for k, v in section.items() if k == "test_cold"})
+        notes = {k: v for k, v in section.items() if k != "test_cold"}
     seconds = time.perf_counter() - t
     console.print(_metrics_table(f"{run.config['model']} (re-scored)", parts, HEADLINE))
+    for key, note in notes.items():
+        console.print(f"{key}: {note}")
     if "test" in parts:
         stored = run.metrics.get("test", {})
         same = all(abs(stored.get(n, 0) - parts["test"].get(n, 0)) < 1e-9 for n in HEADLINE if n in stored)
         console.print(f"eval {seconds:.2f}s; matches the stored test metrics: {same}")
     if json_out:
-        write_json(json_out, {"run": str(run_dir), "settings": overrides, **parts, "eval_seconds": round(seconds, 3)})
+        write_json(json_out, {"run": str(run_dir), "settings": overrides, **parts, **notes,
+                              "eval_seconds": round(seconds, 3)})
     if write:
-        write_json(Path(run_dir) / "metrics.json", {**run.metrics, **parts, "eval_seconds": round(seconds, 3)})
+        merged = {**run.metrics, **parts, **notes, "eval_seconds": round(seconds, 3)}
+        if notes or "test_cold" in parts:  # the cold ranking was re-scored: its outcome replaces the stored one
+            merged.pop("test_cold_omitted" if "test_cold" in parts else "test_cold", None)
+        write_json(Path(run_dir) / "metrics.json", merged)
 
 
 def _print_items(title: str, run, items, scores) -> None:  # noqa: ANN001

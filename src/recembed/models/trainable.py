@@ -35,8 +35,8 @@ class TrainableRecommender(Recommender):
         """The batch size for ``examples`` training examples an epoch (``TrainConfig.min_steps``); a value that
         differs from ``config.batch_size`` is recorded in ``auto_resolved_`` (and so in ``config.json``)."""
         size = self.config.batch_for(examples)
-        if size != self.config.batch_size:
-            self.auto_resolved_["batch_size"] = size
+        if size != self.config.batch_size:  # (``_build`` may be called outside ``_fit``, e.g. by a test)
+            self.__dict__.setdefault("auto_resolved_", {})["batch_size"] = size
         return size
 
     def _scorer(self, module: nn.Module):  # noqa: ANN202 - returns a Scorer

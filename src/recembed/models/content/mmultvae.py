@@ -43,6 +43,10 @@ from .freedom import ColdItems, _SpMM, fused_item_graph, modality_matrices, pars
 
 @dataclass(frozen=True)
 class MMultVAEConfig(MultVAEConfig):
+    latent_dim: int = 200
+    """Dimension of z (the paper's 200; kept when Mult-VAE's default became 64)."""
+    total_anneal_steps: int = 200_000
+    """Optimizer steps of the KL annealing (the paper's 200,000; kept when Mult-VAE's default became 200)."""
     features: str = ""
     """Comma-separated vector columns of the item table, one modality each ("" = all vector columns)."""
     modality_weights: str = ""
