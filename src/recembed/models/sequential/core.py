@@ -11,6 +11,11 @@ Known users are scored from their training sequence; :meth:`score_histories` sco
 anonymous user, a session); :meth:`scorer_after` conditions on events after training (at test time the
 validation item is part of the history, as in every leave-one-out protocol). The saved form is the
 module's weights (safetensors) plus the sequences; loading rebuilds the module from the config.
+
+Shared default that deviates from the papers (every sequential model, TIGER included): ``min_steps=50`` — on
+data with fewer than 50 x ``batch_size`` training windows the batch shrinks so that an epoch takes 50 steps
+(ml-100k: 49 windows instead of 256), so that patience counted in epochs is not spent on a few dozen steps;
+larger data (amazon-seq) trains with ``batch_size`` as set. Saves that do not name ``min_steps`` load with 0.
 """
 
 from __future__ import annotations
