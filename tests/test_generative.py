@@ -121,7 +121,7 @@ def _planted_sid_dir() -> str:
 
 PLANTED_SID = _planted_sid_dir()
 TIGER_FAST: dict[str, Any] = {"levels": 2, "codebook": 16, "embedding_dim": 32, "patience": 0, "learning_rate": 5e-3,
-                              "batch_size": 64, "beam_size": 10}
+                              "batch_size": 64, "beam_size": 10, "min_steps": 0}
 
 
 class TestTIGER(SequentialConformance):
@@ -219,8 +219,8 @@ def test_sasrec_with_semantic_id_features(tmp_path: Path) -> None:
     carry the planted groups, SASRec learns the order in far fewer epochs than with ID embeddings alone, with
     the codes next to IDs and in place of them; the model saves and loads with its codes."""
     split = planted_sequences().given_split
-    fast = {"patience": 0, "learning_rate": 5e-3, "batch_size": 64, "embedding_dim": 32, "max_len": 20,
-            "epochs": 4}
+    fast = {"patience": 0, "learning_rate": 5e-3, "batch_size": 64, "min_steps": 0, "embedding_dim": 32,
+            "max_len": 20, "epochs": 4}
 
     def ndcg(**kw: Any) -> float:
         model = model_class("sasrec")(**fast, **kw).fit(split.train, options=QUIET)

@@ -23,7 +23,8 @@ from recembed.testing.fixtures import planted_sequences
 from recembed.training.sequences import MaskedItemTask, PrefixTask, Sequences, prefixes, windows
 
 QUIET = FitOptions(show_progress=False, threads=1)
-FAST = {"patience": 0, "learning_rate": 5e-3, "batch_size": 64, "embedding_dim": 32, "max_len": 20}
+# min_steps 0: batch 64 as set (the default, 50 steps an epoch, would shrink it to 8 on these 400 users)
+FAST = {"patience": 0, "learning_rate": 5e-3, "batch_size": 64, "embedding_dim": 32, "max_len": 20, "min_steps": 0}
 
 
 # -- the pipeline ---------------------------------------------------------------------------------
@@ -244,7 +245,8 @@ def test_text_model_recommends_unseen_items() -> None:
 
     text_only = model_class("unisrec")(epochs=60, use_id=False, **FAST).fit(split.train, options=QUIET,
                                                                           item_table=ds.item_table)
-    text_id = model_class("unisrec")(epochs=60, **FAST).fit(split.train, options=QUIET, item_table=ds.item_table)
+    text_id = model_class("unisrec")(epochs=60, use_id=True, **FAST).fit(split.train, options=QUIET,
+                                                                        item_table=ds.item_table)
     ids = model_class("sasrec")(epochs=25, **FAST).fit(split.train, options=QUIET)
     rand = model_class("random")().fit(split.train)
     floor = cold_ndcg(rand)

@@ -218,7 +218,7 @@ class AlphaRec(EmbeddingRecommender):
         if cfg.cold_items == "neighbours":
             module.cold_fill = cold_neighbour_weights(train, content, cfg.cold_neighbours)
         self.content_ = content
-        return module, AlphaRecTask(train, cfg.batch_size, temperature=cfg.temperature,
+        return module, AlphaRecTask(train, self._batch(train.nnz), temperature=cfg.temperature,
                                     num_negatives=cfg.num_negatives, in_batch=cfg.in_batch)
 
     def _export(self, module: AlphaRecModule) -> None:

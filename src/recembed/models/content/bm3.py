@@ -174,5 +174,5 @@ class BM3(EmbeddingRecommender):
         unseen = np.asarray(train.sum(axis=0)).ravel() == 0
         if cfg.content_for_unseen and unseen.any() and not unseen.all():
             module.unseen = unseen
-        return module, BM3Task(train, cfg.batch_size, dropout=cfg.dropout, reg_weight=cfg.reg_weight,
+        return module, BM3Task(train, self._batch(train.nnz), dropout=cfg.dropout, reg_weight=cfg.reg_weight,
                                cl_weight=cfg.cl_weight)

@@ -323,5 +323,5 @@ class FREEDOM(EmbeddingRecommender):
             mods = {m: f / np.maximum(np.linalg.norm(f, axis=1, keepdims=True), 1e-12) for m, f in mods.items()}
         module = FREEDOMModule(train, graph, mods, cfg.embedding_dim, cfg.n_layers, cfg.n_ui_layers,
                                cold_neighbours=cfg.cold_items == "neighbours")
-        return module, FREEDOMTask(train, cfg.batch_size, reg_weight=cfg.reg_weight, dropout=cfg.dropout,
+        return module, FREEDOMTask(train, self._batch(train.nnz), reg_weight=cfg.reg_weight, dropout=cfg.dropout,
                                    l2_weight=cfg.l2_weight, num_negatives=cfg.num_negatives)

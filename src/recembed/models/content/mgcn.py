@@ -168,5 +168,5 @@ class MGCN(EmbeddingRecommender):
             cold_graph = sum(graphs[1:], graphs[0])
         module = MGCNModule(train, graphs, list(mods.values()), cfg.embedding_dim, cfg.n_layers, cfg.n_ui_layers,
                             cold_graph)
-        return module, MGCNTask(train, cfg.batch_size, reg_weight=cfg.reg_weight, cl_weight=cfg.cl_weight,
+        return module, MGCNTask(train, self._batch(train.nnz), reg_weight=cfg.reg_weight, cl_weight=cfg.cl_weight,
                                 temperature=cfg.temperature, dropout=cfg.dropout)

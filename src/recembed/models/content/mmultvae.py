@@ -142,7 +142,7 @@ class MMultVAE(MultVAE):
                                     n_layers=cfg.n_layers, graph_weight=cfg.graph_weight,
                                     encoder_graph=cfg.encoder_graph, cold_neighbours=cfg.cold_items == "neighbours",
                                     content=content)
-        task = MultVAETask(train, cfg.batch_size, anneal_cap=cfg.anneal_cap, total_anneal_steps=cfg.total_anneal_steps)
+        task = MultVAETask(train, self._batch(train.shape[0]), anneal_cap=cfg.anneal_cap, total_anneal_steps=cfg.total_anneal_steps)
         return module, task
 
     def _export(self, module: nn.Module) -> None:

@@ -105,4 +105,4 @@ class VBPR(EmbeddingRecommender):
                                                       cfg.feature_norm, train.shape[1])
         module = VBPRModule(train.shape[0], content, cfg.embedding_dim, cfg.content_dim)
         module.unseen = torch.from_numpy(np.asarray(train.sum(axis=0)).ravel() == 0)
-        return module, VBPRTask(train, cfg.batch_size, reg_weight=cfg.reg_weight)
+        return module, VBPRTask(train, self._batch(train.nnz), reg_weight=cfg.reg_weight)

@@ -91,8 +91,9 @@ class TIGERConfig(SequentialConfig):
     eval_batch_size: int = 256
     """Users decoded at once (each expands to ``beam_size`` decoder rows)."""
 
-    #: saves written before ``encoder`` existed trained (and decode) with the causal encoder
-    FORMER_DEFAULTS: ClassVar[dict[str, Any]] = {"encoder": "causal"}
+    #: saves written before ``encoder`` existed trained (and decode) with the causal encoder; before
+    #: ``min_steps`` (SequentialConfig) with ``batch_size`` as set
+    FORMER_DEFAULTS: ClassVar[dict[str, Any]] = {**SequentialConfig.FORMER_DEFAULTS, "encoder": "causal"}
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -283,7 +284,7 @@ class TIGER(SequentialRecommender):
     def _task(self, sequences: Sequences):  # noqa: ANN202
         c = self.config
         task = TIGERTask if c.encoder == "causal" else TIGERPrefixTask
-        return task(sequences, c.max_len, c.batch_size, self.num_items_)
+        return self._sized(task(sequences, c.max_len, c.batch_size, self.num_items_))
 
     # -- decoding -----------------------------------------------------------------------------------
     def decode_top(self, module: TIGERModule, tokens: np.ndarray, beam: int | None = None

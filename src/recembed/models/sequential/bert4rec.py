@@ -80,8 +80,8 @@ class BERT4Rec(SequentialRecommender):
 
     def _task(self, sequences: Sequences) -> MaskedItemTask:
         c = self.config
-        return MaskedItemTask(sequences, c.max_len, c.batch_size, self.num_items_, c.mask_prob, c.last_prob,
-                              c.num_negatives)
+        return self._sized(MaskedItemTask(sequences, c.max_len, c.batch_size, self.num_items_, c.mask_prob,
+                                          c.last_prob, c.num_negatives))
 
     def _context_tokens(self, seqs: Sequences, users: np.ndarray) -> np.ndarray:
         history = seqs.last(users, self.config.max_len - 1)

@@ -11,13 +11,18 @@ Known users are scored from their training sequence; :meth:`score_histories` sco
 anonymous user, a session); :meth:`scorer_after` conditions on events after training (at test time the
 validation item is part of the history, as in every leave-one-out protocol). The saved form is the
 module's weights (safetensors) plus the sequences; loading rebuilds the module from the config.
+
+Shared default that deviates from the papers (every sequential model, TIGER included): ``min_steps=50`` — on
+data with fewer than 50 x ``batch_size`` training windows the batch shrinks so that an epoch takes 50 steps
+(ml-100k: 49 windows instead of 256), so that patience counted in epochs is not spent on a few dozen steps;
+larger data (amazon-seq) trains with ``batch_size`` as set. Saves that do not name ``min_steps`` load with 0.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import scipy.sparse as sp
@@ -52,6 +57,14 @@ class SequentialConfig(TrainConfig):
     negatives shared by the batch (for catalogs too large for the full softmax)."""
     eval_batch_size: int = 1024
     """Users encoded at once when scoring."""
+    min_steps: int = 50
+    """An epoch takes at least this many optimizer steps: on small data (ml-100k: 2,412 windows, 10 steps of
+    256) the batch shrinks to ``ceil(windows / 50)``; from about 12,800 windows up (amazon-seq: 22,363)
+    ``batch_size`` is used as set. Without it, patience counted in epochs gave up on a model that had taken
+    only ~100 steps (benchmarks/RESULTS.md, [Polish] Defaults). 0: ``batch_size`` always."""
+
+    #: saves that do not name a key whose default changed since were made with its former value
+    FORMER_DEFAULTS: ClassVar[dict[str, Any]] = {"min_steps": 0}
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -86,7 +99,12 @@ class SequentialRecommender(TrainableRecommender):
     def _task(self, sequences: Sequences):  # noqa: ANN202
         """Default: next item at every position (SASRec, GRU4Rec, UniSRec)."""
         c = self.config
-        return NextItemTask(sequences, c.max_len, c.batch_size, self.num_items_, c.num_negatives)
+        return self._sized(NextItemTask(sequences, c.max_len, c.batch_size, self.num_items_, c.num_negatives))
+
+    def _sized(self, task: Any) -> Any:
+        """``task`` (a sequence task: ``windows``, ``batch_size``) with its batch set for its number of training rows (``TrainConfig.min_steps``)."""
+        task.batch_size = self._batch(len(task.windows))
+        return task
 
     def _scorer(self, module: nn.Module):  # noqa: ANN202
         return self._sequence_scorer(module, self.sequences_)
