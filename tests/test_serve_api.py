@@ -17,17 +17,15 @@ from recembed.runs import load_run
 @pytest.fixture(scope="module")
 def alpharec():
     """A content-capable embedding bundle with a stored HNSW index, served by one worker."""
-    with Server(bundle_of("alpharec", "hnsw")) as url:
-        with httpx.Client(base_url=url, timeout=30) as client:
-            yield client
+    with Server(bundle_of("alpharec", "hnsw")) as url, httpx.Client(base_url=url, timeout=30) as client:
+        yield client
 
 
 @pytest.fixture(scope="module")
 def ease():
     """A run directory (bundled to a temporary directory by `serve`) of a model scored by itself."""
-    with Server(fitted_run("ease")) as url:
-        with httpx.Client(base_url=url, timeout=30) as client:
-            yield client
+    with Server(fitted_run("ease")) as url, httpx.Client(base_url=url, timeout=30) as client:
+        yield client
 
 
 def test_health_and_openapi(alpharec) -> None:

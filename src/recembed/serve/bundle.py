@@ -193,7 +193,7 @@ def write_bundle(
         manifest: dict[str, Any] = {
             "format": FORMAT,
             "format_version": FORMAT_VERSION,
-            "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+            "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
             "model": {"name": model.name, "config": config_to_dict(model.config), "num_users": model.num_users_,
                       "num_items": model.num_items_},
             "serving": {"kind": "embedding" if vectors is not None else "model",
