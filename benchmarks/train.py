@@ -70,6 +70,16 @@ BEAUTY = [
 ]
 
 
+def _as_recorded(model: str, sets: list[str]) -> list[str]:
+    """``sets`` on top of the defaults these rows were recorded with (2026-11-22 / 27): the model's
+    ``FORMER_DEFAULTS`` first, so a row keeps reproducing its RESULTS.md figure after a default changed ([Polish]
+    Defaults); the row's own settings come later and win."""
+    from recembed.models import model_class
+
+    former = getattr(model_class(model).Config, "FORMER_DEFAULTS", {})
+    return [f"{k}={v}" for k, v in former.items()] + sets
+
+
 def _key(prefix: str, model: str, sets: list[str]) -> str:
     return f"{prefix}/{model}" + ("/" + ",".join(sets) if sets else "")
 
@@ -98,15 +108,15 @@ def main() -> None:
             if wanted and model not in wanted:
                 continue
             key = _key("ml-100k", model, sets)
-            results[key] = run_cli(model, "ml-100k", split, runs_dir / key.replace("/", "-"), args.data_root, sets,
-                                   threads)
+            results[key] = run_cli(model, "ml-100k", split, runs_dir / key.replace("/", "-"), args.data_root,
+                                   _as_recorded(model, sets), threads)
             _show(key, results[key])
     elif args.only.startswith("gowalla"):
         model, sets = GOWALLA[args.only]
         extra = threads if model in CLOSED_FORM else [*threads, "--monitor-test"]
         sets = sets if model in CLOSED_FORM else GOWALLA_MONITOR + sets
         results[args.only] = run_cli(model, "gowalla", "given:merge-valid", runs_dir / args.only, args.data_root,
-                                     sets, extra)
+                                     _as_recorded(model, sets), extra)
         _show(args.only, results[args.only])
     else:
         for model, sets in BEAUTY:
@@ -114,7 +124,7 @@ def main() -> None:
                 continue
             key = _key("beauty", model, sets)
             results[key] = run_cli(model, "amazon-beauty-cf", "given", runs_dir / key.replace("/", "-"),
-                                   args.data_root, sets, threads)
+                                   args.data_root, _as_recorded(model, sets), threads)
             _show(key, results[key])
     merge_results(args.out, results)
 

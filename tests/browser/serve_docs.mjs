@@ -2,25 +2,12 @@
 // request to a host other than the server's refused (no network: the assets must come from the server itself),
 // waits for the rendered operations, takes a screenshot of /docs. Prints one JSON object.
 //   node tests/browser/serve_docs.mjs URL SCREENSHOT.png PLAYWRIGHT_DIR
-import { createRequire } from "node:module";
-import { mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
-import { pathToFileURL } from "node:url";
+import { launch } from "./launch.mjs";
 
 const [url, screenshot, playwrightDir] = process.argv.slice(2);
-const require = createRequire(pathToFileURL(join(playwrightDir, "node_modules") + "/"));
-const { chromium } = require("playwright-core");
 const local = new URL(url).host;
 
-const profile = mkdtempSync(join(tmpdir(), "recembed-chromium-"));
-const context = await chromium.launchPersistentContext(profile, {
-  executablePath: "/usr/bin/chromium",
-  headless: true,
-  args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-         "--disable-background-networking", "--disable-component-update", "--disable-sync"],
-  viewport: { width: 1280, height: 860 },
-});
+const { context, close } = await launch(playwrightDir);
 const blocked = [];
 let current = "/docs";
 const served = [];
@@ -54,6 +41,5 @@ try {
   }
   console.log(JSON.stringify({ operations, title, redoc, blocked, served, errors }));
 } finally {
-  await context.close();
-  rmSync(profile, { recursive: true, force: true });
+  await close();
 }

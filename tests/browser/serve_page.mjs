@@ -2,24 +2,11 @@
 // browser download): pick a user, read the recommendations and history, search an item, read its similar
 // items, take a screenshot. Prints one JSON object.
 //   node tests/browser/serve_page.mjs URL USER_ID ITEM_QUERY SCREENSHOT.png PLAYWRIGHT_DIR
-import { createRequire } from "node:module";
-import { mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
-import { pathToFileURL } from "node:url";
+import { launch } from "./launch.mjs";
 
 const [url, userId, itemQuery, screenshot, playwrightDir] = process.argv.slice(2);
-const require = createRequire(pathToFileURL(join(playwrightDir, "node_modules") + "/"));
-const { chromium } = require("playwright-core");
 
-const profile = mkdtempSync(join(tmpdir(), "recembed-chromium-"));
-const context = await chromium.launchPersistentContext(profile, {
-  executablePath: "/usr/bin/chromium",
-  headless: true,
-  args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-         "--disable-background-networking", "--disable-component-update", "--disable-sync"],
-  viewport: { width: 1280, height: 860 },
-});
+const { context, close } = await launch(playwrightDir);
 const texts = (page, sel) => page.$$eval(sel, (els) => els.map((e) => ({ item_id: e.dataset.itemId,
   text: e.firstChild ? e.firstChild.textContent : "" })));
 try {
@@ -47,6 +34,5 @@ try {
   await page.screenshot({ path: screenshot, fullPage: true });
   console.log(JSON.stringify(result));
 } finally {
-  await context.close();
-  rmSync(profile, { recursive: true, force: true });
+  await close();
 }
