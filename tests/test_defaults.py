@@ -31,7 +31,33 @@ CHANGED = {
     "xsimgcl": {"cl_weight": (0.2, 0.02), "min_steps": (0, 32), "patience": (10, 20)},
     "directau": {"gamma": (1.0, 0.5), "weight_decay": (1e-6, 1e-4), "min_steps": (0, 32)},
     "multvae": {"latent_dim": (200, 64), "total_anneal_steps": (200_000, 200)},
+    # None: chosen from the data's density at fit time (test_bspm_settings_follow_the_density)
+    "bspm": {"factor_dim": (256, None), "idl_beta": (0.3, None), "solver_shr": ("euler", None), "t_s": (1.0, None)},
 }
+
+
+@pytest.mark.parametrize("density", [0.2, 0.004])
+def test_bspm_settings_follow_the_density(density: float, tmp_path) -> None:
+    """Unset, BSPM's filter settings are the reference code's ML-1M ones on data >= 1% dense and its Gowalla ones
+    on sparser data; the choice is recorded (config.json ``auto_resolved``), survives a save, and a value set
+    explicitly is kept."""
+    import scipy.sparse as sp
+
+    from recembed.data.interactions import Interactions
+    from recembed.models.cf.bspm import SETTINGS
+
+    x = sp.random(300, 500, density=density, random_state=1, format="csr")
+    x.data[:] = 1
+    want = SETTINGS["dense" if density >= 0.01 else "sparse"]
+    model = model_class("bspm")(factor_dim=16).fit(Interactions.from_csr(x))
+    assert model.auto_resolved_ == {k: v for k, v in want.items() if k != "factor_dim"}
+    assert (model.settings_.t_s, model.settings_.solver_shr) == (want["t_s"], want["solver_shr"])
+    assert model.config.t_s is None  # the config stays as asked: a refit on other data chooses again
+    loaded = Recommender.load(model.save(tmp_path / "m"))
+    assert loaded.settings_ == model.settings_
+    np.testing.assert_allclose(loaded.score(np.arange(5)), model.score(np.arange(5)), atol=1e-5)
+    explicit = model_class("bspm")(factor_dim=16, t_s=1.7).fit(Interactions.from_csr(x))
+    assert explicit.settings_.t_s == 1.7 and "t_s" not in explicit.auto_resolved_
 
 
 @pytest.mark.parametrize("name", sorted(CHANGED))

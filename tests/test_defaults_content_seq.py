@@ -28,7 +28,10 @@ def test_changed_defaults() -> None:
     for name in SEQUENTIAL:
         assert model_class(name)().config.min_steps == 50, name
     assert model_class("unisrec")().config.use_id is False
-    assert model_class("tiger")().config.encoder == "bidirectional"
+    tiger = model_class("tiger")().config
+    assert tiger.encoder == "bidirectional"
+    assert (tiger.semantic_ids, tiger.num_layers, tiger.decoder_layers, tiger.lr_schedule, tiger.epochs,
+            tiger.patience, tiger.valid_sample) == ("auto", 4, 4, "cosine", 30, 0, 4096)
 
 
 @pytest.mark.parametrize("name", SEQUENTIAL)
@@ -38,6 +41,9 @@ def test_saves_without_the_new_keys_get_the_former_defaults(name: str) -> None:
     assert former["min_steps"] == 0
     if name == "unisrec":
         assert former["use_id"] is True
+    if name == "tiger":  # before 2026-12-03: random codes, 2 + 2 blocks, constant rate, early stopping
+        assert (former["semantic_ids"], former["num_layers"], former["lr_schedule"], former["patience"]) == (
+            "random", 2, "constant", 10)
     assert saved_values(cls, {"min_steps": 7})["min_steps"] == 7  # a save that names a key keeps it
 
 

@@ -89,7 +89,7 @@ def test_trie_refuses_collisions() -> None:
 def test_random_model_decodes_real_items(seed: int, length: int, encoder_tokens: str) -> None:
     """An untrained model over random codes, random histories: every beam is a real item."""
     ds = planted_sequences(num_users=30)
-    model = TIGER(levels=2, codebook=8, embedding_dim=16, num_heads=2, epochs=1, beam_size=7,
+    model = TIGER(**OLD_ARCH, levels=2, codebook=8, embedding_dim=16, num_heads=2, epochs=1, beam_size=7,
                   encoder_tokens=encoder_tokens)
     model.fit(ds.interactions, options=QUIET)
     rng = np.random.default_rng(seed)
@@ -120,8 +120,11 @@ def _planted_sid_dir() -> str:
 
 
 PLANTED_SID = _planted_sid_dir()
-TIGER_FAST: dict[str, Any] = {"levels": 2, "codebook": 16, "embedding_dim": 32, "patience": 0, "learning_rate": 5e-3,
-                              "batch_size": 64, "beam_size": 10, "min_steps": 0}
+#: the small, fast architecture the unit tests below were written for (the defaults are the paper's 4 + 4 blocks on a
+#: cosine schedule, with codes derived from the data at fit time)
+OLD_ARCH: dict[str, Any] = {"semantic_ids": "random", "num_layers": 2, "decoder_layers": 2, "lr_schedule": "constant"}
+TIGER_FAST: dict[str, Any] = {**OLD_ARCH, "levels": 2, "codebook": 16, "embedding_dim": 32, "patience": 0,
+                              "learning_rate": 5e-3, "batch_size": 64, "beam_size": 10, "min_steps": 0}
 
 
 class TestTIGER(SequentialConformance):
@@ -189,6 +192,49 @@ def test_semantic_ids_must_match_the_catalog(tmp_path: Path) -> None:
         TIGER(semantic_ids=str(tmp_path / "missing"), epochs=1).fit(split.train, options=QUIET)
 
 
+def _purity(codes: np.ndarray, groups: np.ndarray) -> float:
+    """Share of items whose first code is the most common first code of their group."""
+    hits = sum(np.bincount(codes[groups == g, 0]).max() for g in np.unique(groups))
+    return hits / len(groups)
+
+
+def test_derived_semantic_ids_from_content_carry_the_groups() -> None:
+    """The default ``semantic_ids=auto`` makes codes at fit time; with an item table that has vector columns they
+    come from its content (RQ-VAE), so items of one planted group share their first code."""
+    ds = planted_sequences()
+    split = ds.given_split
+    params = {**TIGER_FAST, "epochs": 1, "num_layers": 1, "decoder_layers": 1, "semantic_ids": "auto"}
+    assert TIGER().config.semantic_ids == "auto"
+    model = TIGER(**params).fit(split.train, options=QUIET, item_table=ds.item_table)
+    sid = model.semantic_ids_
+    assert sid.info["derived"]["source"] == "content" and sid.is_unique()
+    assert sid.codes.shape[1] == 3  # 2 levels + the collision level
+    assert _purity(sid.codes, ds.extras["item_group"]) > 0.8, _purity(sid.codes, ds.extras["item_group"])
+    # with no item content, auto falls back to a BPR model's item embeddings
+    cf = TIGER(**params).fit(split.train, options=QUIET, valid=split.valid)
+    assert cf.semantic_ids_.info["derived"]["source"] == "cf" and cf.semantic_ids_.is_unique()
+    with pytest.raises(ConfigError, match="'content' needs an item table with vector columns"):
+        TIGER(**{**params, "semantic_ids": "content"}).fit(split.train, options=QUIET)
+
+
+def test_derived_codes_are_kept_beside_the_checkpoints(tmp_path: Path) -> None:
+    """A resumed fit reuses the codes the first fit derived (a BPR refit need not give the same ones)."""
+    ds = planted_sequences(num_users=120)
+    split = ds.given_split
+    params = {**TIGER_FAST, "epochs": 1, "num_layers": 1, "decoder_layers": 1, "semantic_ids": "content"}
+    ckpt = tmp_path / "ckpt"
+    first = TIGER(**params).fit(split.train, options=FitOptions(show_progress=False, checkpoint_dir=str(ckpt)),
+                                item_table=ds.item_table)
+    kept = SemanticIds.load(ckpt / "semantic_ids")
+    np.testing.assert_array_equal(kept.codes, first.semantic_ids_.codes)
+    SemanticIds(kept.codes[::-1].copy(), kept.sizes, "marked").save(ckpt / "semantic_ids")  # tell them apart
+    resumed = TIGER(**{**params, "epochs": 2}).fit(
+        split.train, options=FitOptions(show_progress=False, checkpoint_dir=str(ckpt), resume=True),
+        item_table=ds.item_table)
+    np.testing.assert_array_equal(resumed.semantic_ids_.codes, kept.codes[::-1])
+    assert [h["epoch"] for h in resumed.history_][-1] == 2
+
+
 def test_letter_codes_for_amazon_seq() -> None:
     """LETTER's Beauty codes cover S3-Rec's Beauty items (LETTER numbers from 0, Beauty.txt from 1)."""
     from recembed.data import catalog
@@ -240,7 +286,8 @@ def test_encoder_states_do_not_see_later_items(encoder_tokens: str) -> None:
     """The causal encoder reads the state after every position in one pass: changing item t must leave the
     states of items before t unchanged (per-code tokens included)."""
     ds = planted_sequences(num_users=30)
-    model = TIGER(levels=2, codebook=8, embedding_dim=16, num_heads=2, epochs=1, encoder_tokens=encoder_tokens,
+    model = TIGER(**OLD_ARCH, levels=2, codebook=8, embedding_dim=16, num_heads=2, epochs=1,
+                  encoder_tokens=encoder_tokens,
                   encoder="causal")
     model.fit(ds.interactions, options=QUIET)
     module = model.module_.eval()
@@ -253,7 +300,8 @@ def test_encoder_states_do_not_see_later_items(encoder_tokens: str) -> None:
     torch.testing.assert_close(a[:, : 12 * group], b[:, : 12 * group])
     assert not torch.allclose(a[:, 12 * group :], b[:, 12 * group :])
     # the paper's bidirectional encoder: earlier states do read later items
-    bi = TIGER(levels=2, codebook=8, embedding_dim=16, num_heads=2, epochs=1, encoder_tokens=encoder_tokens)
+    bi = TIGER(**OLD_ARCH, levels=2, codebook=8, embedding_dim=16, num_heads=2, epochs=1,
+               encoder_tokens=encoder_tokens)
     bi.fit(ds.interactions, options=QUIET)
     with torch.no_grad():
         a, b = bi.module_.eval().encode(tokens), bi.module_.encode(changed)
@@ -267,7 +315,8 @@ def test_saves_from_before_the_encoder_key_load_causal(tmp_path: Path) -> None:
     import json
 
     split = planted_sequences(num_users=30).given_split
-    small = {"levels": 2, "codebook": 8, "embedding_dim": 16, "num_heads": 2, "epochs": 1, "encoder": "causal"}
+    small = {**OLD_ARCH, "levels": 2, "codebook": 8, "embedding_dim": 16, "num_heads": 2, "epochs": 1,
+             "encoder": "causal"}
     model = TIGER(**small)
     model.fit(split.train, options=QUIET)
     meta_path = model.save(tmp_path / "m") / "model.json"

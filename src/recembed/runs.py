@@ -311,11 +311,31 @@ class LoadedRun:
     metrics: dict[str, Any]
 
 
+RUN_FILES = ("metrics.json", "config.json", "model/model.json", "model/model.safetensors", "users.parquet",
+             "items.parquet", "split.parquet")
+
+
 def load_run(directory: str | Path) -> LoadedRun:
-    """Load what :func:`write_run` wrote (no data root needed)."""
+    """Load what :func:`write_run` wrote (no data root needed). A folder that lacks one of its files or holds an
+    unreadable one is a :class:`DataError` naming it (the CLI, bundles and ``tokenize`` all load through here)."""
     directory = Path(directory)
     if not (directory / "metrics.json").exists():
         raise DataError("not a complete run directory (no metrics.json)", path=directory)
+    missing = [f for f in RUN_FILES if not (directory / f).exists()]
+    if missing:
+        raise DataError(f"not a complete run directory: missing {', '.join(missing)} (`recembed fit ... --out "
+                        f"{directory}` writes one)", path=directory)
+    for name in ("metrics.json", "config.json", "model/model.json"):
+        if not isinstance(read_json(directory / name), dict):
+            raise DataError("expected a JSON object (as `recembed fit` writes), not a corrupted run file",
+                            path=directory / name)
+    try:
+        return _read_run(directory)
+    except (OSError, pa.ArrowException) as exc:
+        raise DataError(f"unreadable run file ({exc})", path=directory) from None
+
+
+def _read_run(directory: Path) -> LoadedRun:
     model = Recommender.load(directory / "model")
     users = Vocabulary(pq.read_table(directory / "users.parquet").column("id").combine_chunks(), name="user")
     item_table = pq.read_table(directory / "items.parquet")

@@ -61,33 +61,11 @@ def _parse_sets(values: tuple[str, ...]) -> dict[str, str]:
     return out
 
 
-RUN_FILES = ("metrics.json", "config.json", "model/model.json", "model/model.safetensors", "users.parquet",
-             "items.parquet", "split.parquet")
-
-
 def _load_run(run_dir: str | Path):
-    """:func:`recembed.runs.load_run`, with a run folder that lacks a file or holds an unreadable one a DataError
-    naming it (not a traceback)."""
-    import pyarrow as pa
-
-    from ..errors import DataError
-    from ..io import read_json
+    """:func:`recembed.runs.load_run` (which names a missing or unreadable run file in a DataError)."""
     from ..runs import load_run
 
-    directory = Path(run_dir)
-    if (directory / "metrics.json").exists():
-        missing = [f for f in RUN_FILES if not (directory / f).exists()]
-        if missing:
-            raise DataError(f"not a complete run directory: missing {', '.join(missing)} (`recembed fit ... --out "
-                            f"{directory}` writes one)", path=directory)
-        for name in ("metrics.json", "config.json", "model/model.json"):
-            if not isinstance(read_json(directory / name), dict):
-                raise DataError("expected a JSON object (as `recembed fit` writes), not a corrupted run file",
-                                path=directory / name)
-    try:
-        return load_run(directory)
-    except (OSError, pa.ArrowException) as exc:
-        raise DataError(f"unreadable run file ({exc})", path=directory) from None
+    return load_run(run_dir)
 
 
 def _run_parts(m: dict[str, Any]) -> dict[str, dict[str, Any]]:

@@ -89,11 +89,17 @@ class Recommender:
         if len(train) == 0:
             raise DataError("cannot fit on an empty training set")
         self.num_users_, self.num_items_ = train.num_users, train.num_items
+        self.auto_resolved_: dict[str, Any] = {}  # data-dependent values this fit chose (see _record_resolved)
         self._fit(train, options or FitOptions(), **context)
         return self
 
     def _fit(self, train: Interactions, options: FitOptions, **context: Any) -> None:
         raise NotImplementedError
+
+    def _record_resolved(self, key: str, value: Any) -> None:
+        """A setting chosen from the data rather than the config (a batch size, a density-dependent filter):
+        kept in ``auto_resolved_`` and written to the run's ``config.json`` under ``auto_resolved``."""
+        self.__dict__.setdefault("auto_resolved_", {})[key] = value
 
     def score(self, user_idx: np.ndarray) -> np.ndarray:
         """Scores of every item for each user: ``(B,) -> (B, num_items) float32``."""

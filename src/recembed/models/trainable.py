@@ -35,8 +35,8 @@ class TrainableRecommender(Recommender):
         """The batch size for ``examples`` training examples an epoch (``TrainConfig.min_steps``); a value that
         differs from ``config.batch_size`` is recorded in ``auto_resolved_`` (and so in ``config.json``)."""
         size = self.config.batch_for(examples)
-        if size != self.config.batch_size:  # (``_build`` may be called outside ``_fit``, e.g. by a test)
-            self.__dict__.setdefault("auto_resolved_", {})["batch_size"] = size
+        if size != self.config.batch_size:
+            self._record_resolved("batch_size", size)
         return size
 
     def _scorer(self, module: nn.Module):  # noqa: ANN202 - returns a Scorer
@@ -49,7 +49,6 @@ class TrainableRecommender(Recommender):
         x = train.csr("binary")
         self.user_items_ = x
         self._context = context  # e.g. the item table, for content models' _build
-        self.auto_resolved_: dict[str, Any] = {}  # data-dependent values _build chose (see _batch)
         seed_everything(options.seed)  # module initialisation is part of the seeded run
         try:
             module, task = self._build(x, options)

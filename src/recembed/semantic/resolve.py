@@ -10,6 +10,9 @@ import numpy as np
 from ..errors import ConfigError
 from .ids import SemanticIds
 
+#: specs that make codes at fit time from the training data (see :func:`derive_semantic_ids`)
+DERIVED = ("auto", "content", "cf")
+
 
 def resolve_semantic_ids(spec: str, num_items: int, item_ids: np.ndarray | None = None, *, seed: int = 0,
                          levels: int = 3, codebook: int = 256, id_offset: int = 0,
@@ -18,6 +21,8 @@ def resolve_semantic_ids(spec: str, num_items: int, item_ids: np.ndarray | None 
     folder written by ``SemanticIds.save`` / ``recembed tokenize``, or a LETTER / LC-Rec ``*.index.json`` file
     (an item's key is its external id plus ``id_offset``). Collisions get the disambiguation level, so the
     result is always unique. ``field`` names the config key in errors."""
+    if spec in DERIVED:
+        raise ConfigError(f"{field}: {spec!r} makes codes from the training data; fit a model to derive them")
     if spec == "random":
         rng = np.random.default_rng(seed)
         sid = SemanticIds(rng.integers(0, codebook, (num_items, levels)), (codebook,) * levels, "random")
@@ -36,9 +41,57 @@ def resolve_semantic_ids(spec: str, num_items: int, item_ids: np.ndarray | None 
     return sid if sid.is_unique() else sid.deduplicated()
 
 
-def semantic_ids_for_fit(config: Any, num_items: int, context: dict[str, Any], seed: int) -> SemanticIds:
+def derive_semantic_ids(spec: str, train: Any, context: dict[str, Any], *, levels: int, codebook: int,
+                        options: Any, field: str = "semantic_ids") -> SemanticIds:
+    """Codes made at fit time (TIGER's recipe: RQ-VAE over item vectors, 200 epochs): ``content`` from the item
+    table's vector columns (each L2-normalised, concatenated: text encoded with ``--text-columns``, image or
+    audio features); ``cf`` from the item embeddings of a BPR model fitted first on the same training part
+    (default settings, early-stopped on ``context["valid"]`` when there is one), the codes that came within 3%
+    of LETTER's text + CF codes for TIGER on Beauty (benchmarks/RESULTS.md, [Generative]); ``auto``: ``content``
+    when the item table has vector columns, else ``cf``."""
+    import dataclasses
+
+    from .tokenize import l2_normalize, tokenize
+
+    table = context.get("item_table")
+    has_content = table is not None and bool(table.names("vector"))
+    source = ("content" if has_content else "cf") if spec == "auto" else spec
+    if source == "content":
+        from ..models.content._content import content_matrix
+
+        if not has_content:
+            raise ConfigError(f"{field}: 'content' needs an item table with vector columns (--items with "
+                              "--text-columns, or a dataset with item features); 'cf' makes codes from the "
+                              "interactions alone")
+        vectors, names = content_matrix(table, "", "l2", train.num_items)
+        info: dict[str, Any] = {"source": "content", "columns": names}
+    else:
+        from ..models.cf.bpr import BPR
+        from ..options import FitOptions
+
+        base = options if isinstance(options, FitOptions) else FitOptions()
+        # its own fit: no bars, never the caller's checkpoint folder
+        cf_options = dataclasses.replace(base, show_progress=False, checkpoint_dir=None, resume=False)
+        valid = context.get("valid")
+        bpr = BPR().fit(train, options=cf_options, **({"valid": valid} if valid is not None else {}))
+        vectors = bpr.item_embeddings()
+        info = {"source": "cf", "model": "bpr", "epochs": len(getattr(bpr, "history_", []) or [])}
+    sid = tokenize(l2_normalize(np.asarray(vectors, dtype=np.float32)), "rqvae", levels, codebook,
+                   seed=getattr(options, "seed", 0), threads=getattr(options, "threads", None))
+    sid.info.update({"derived": info})
+    return sid
+
+
+def semantic_ids_for_fit(config: Any, num_items: int, context: dict[str, Any], seed: int, *, train: Any = None,
+                         options: Any = None) -> SemanticIds:
     """Resolve ``config.semantic_ids`` (with its ``id_offset`` and, when present, ``levels`` / ``codebook``) for
-    a model being fitted; ``context["items"]`` (the item vocabulary) maps external ids for ``*.index.json``."""
+    a model being fitted; ``context["items"]`` (the item vocabulary) maps external ids for ``*.index.json``;
+    ``auto`` / ``content`` / ``cf`` derive codes from ``train`` (:func:`derive_semantic_ids`)."""
+    if config.semantic_ids in DERIVED:
+        if train is None:
+            raise ConfigError(f"semantic_ids: {config.semantic_ids!r} needs the training interactions")
+        return derive_semantic_ids(config.semantic_ids, train, context, levels=getattr(config, "levels", 3),
+                                   codebook=getattr(config, "codebook", 256), options=options)
     items = context.get("items")
     return resolve_semantic_ids(config.semantic_ids, num_items, None if items is None else items.ids, seed=seed,
                                 levels=getattr(config, "levels", 3), codebook=getattr(config, "codebook", 256),

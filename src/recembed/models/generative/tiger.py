@@ -39,6 +39,7 @@ ablation), a folder written by ``SemanticIds.save`` / ``recembed tokenize``, or 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, ClassVar, Literal
 
 import numpy as np
@@ -50,7 +51,7 @@ from ...config import check
 from ...data.interactions import Interactions
 from ...options import FitOptions
 from ...semantic.ids import SemanticIds
-from ...semantic.resolve import semantic_ids_for_fit, sid_from_state, sid_state
+from ...semantic.resolve import DERIVED, semantic_ids_for_fit, sid_from_state, sid_state
 from ...semantic.trie import CodeTrie
 from ...training.sequences import NextItemTask, PrefixTask, SeqBatch, Sequences
 from ..sequential._seqnets import Attention, TransformerEncoder
@@ -59,21 +60,23 @@ from ..sequential.core import SequentialConfig, SequentialRecommender
 
 @dataclass(frozen=True)
 class TIGERConfig(SequentialConfig):
-    semantic_ids: str = "random"
-    """``random``, a folder from ``recembed tokenize`` / ``SemanticIds.save``, or a ``*.index.json`` file."""
+    semantic_ids: str = "auto"
+    """``auto`` (codes made at fit time: RQ-VAE over the item table's vector columns when it has some, else over
+    the item embeddings of a BPR model fitted first), ``content``, ``cf``, ``random`` (the paper's ablation), a
+    folder from ``recembed tokenize`` / ``SemanticIds.save``, or a ``*.index.json`` file."""
     id_offset: int = 0
     """For ``*.index.json``: the file's key of an item is its external id plus this (LETTER Beauty: -1)."""
     levels: int = 3
-    """Code levels of ``random`` semantic IDs (before the collision level)."""
+    """Code levels of made (``auto`` / ``content`` / ``cf`` / ``random``) semantic IDs, before the collision level."""
     codebook: int = 256
-    """Codebook size of each level of ``random`` semantic IDs."""
+    """Codebook size of each level of made semantic IDs."""
     max_len: int = 20
     """History items read (the paper keeps the last 20)."""
     embedding_dim: int = 128
     """Width of code embeddings and hidden states (the paper: 128)."""
-    num_layers: int = 2
+    num_layers: int = 4
     """Encoder blocks (the paper: 4)."""
-    decoder_layers: int = 2
+    decoder_layers: int = 4
     """Decoder blocks (the paper: 4)."""
     num_heads: int = 4
     """Attention heads."""
@@ -91,9 +94,21 @@ class TIGERConfig(SequentialConfig):
     eval_batch_size: int = 256
     """Users decoded at once (each expands to ``beam_size`` decoder rows)."""
 
+    epochs: int = 30
+    """Epochs of the cosine learning-rate schedule (every one is run: ``patience`` 0)."""
+    lr_schedule: Literal["constant", "cosine"] = "cosine"
+    """Cosine decay over ``epochs`` (the best recorded TIGER rows; constant: as the other sequential models)."""
+    patience: int = 0
+    """0: no early stop (the cosine schedule sets the length); the best validation epoch is kept."""
+    valid_sample: int = 4096
+    """Validation (beam search, costly) watches this many sampled users; reported metrics use every user."""
+
     #: saves written before ``encoder`` existed trained (and decode) with the causal encoder; before
-    #: ``min_steps`` (SequentialConfig) with ``batch_size`` as set
-    FORMER_DEFAULTS: ClassVar[dict[str, Any]] = {**SequentialConfig.FORMER_DEFAULTS, "encoder": "causal"}
+    #: ``min_steps`` (SequentialConfig) with ``batch_size`` as set; before 2026-12-03 with random codes, 2 + 2
+    #: blocks and a constant rate for up to 200 epochs, patience 10
+    FORMER_DEFAULTS: ClassVar[dict[str, Any]] = {
+        **SequentialConfig.FORMER_DEFAULTS, "encoder": "causal", "semantic_ids": "random", "num_layers": 2,
+        "decoder_layers": 2, "epochs": 200, "lr_schedule": "constant", "patience": 10, "valid_sample": 0}
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -274,7 +289,15 @@ class TIGER(SequentialRecommender):
     trie_: CodeTrie
 
     def _fit(self, train: Interactions, options: FitOptions, **context: Any) -> None:
-        self.semantic_ids_ = semantic_ids_for_fit(self.config, train.num_items, context, options.seed)
+        # codes derived from the data are kept beside the checkpoints, so a resumed fit reuses them exactly
+        kept = Path(options.checkpoint_dir) / "semantic_ids" if options.checkpoint_dir else None
+        if kept is not None and options.resume and self.config.semantic_ids in DERIVED and kept.is_dir():
+            self.semantic_ids_ = SemanticIds.load(kept)
+        else:
+            self.semantic_ids_ = semantic_ids_for_fit(self.config, train.num_items, context, options.seed,
+                                                      train=train, options=options)
+            if kept is not None and self.config.semantic_ids in DERIVED:
+                self.semantic_ids_.save(kept)
         self.trie_ = CodeTrie(self.semantic_ids_.codes)
         super()._fit(train, options, **context)
 
