@@ -8,16 +8,16 @@ from pathlib import Path
 
 import pytest
 
-from recembed.models.registry import MODELS
+from recembed.models.registry import MODELS, RANKERS
 
-FAMILIES = {"cf", "content", "sequential", "generative"}
+FAMILIES = {"cf", "content", "sequential", "generative", "ranking"}
 TOP_LEVEL = {"ensemble"}  # combines members of any family
 MODELS_DIR = Path(__file__).resolve().parents[1] / "src" / "recembed" / "models"
 
 
-@pytest.mark.parametrize("name", sorted(MODELS))
+@pytest.mark.parametrize("name", sorted({**MODELS, **RANKERS}))
 def test_every_model_lives_in_its_family_folder(name: str) -> None:
-    module = MODELS[name].partition(":")[0].split(".")
+    module = {**MODELS, **RANKERS}[name].partition(":")[0].split(".")
     assert module[:2] == ["recembed", "models"]
     if name in TOP_LEVEL:
         assert len(module) == 3

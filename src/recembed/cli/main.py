@@ -51,6 +51,11 @@ def datasets(data_root: str | None) -> None:
     for entry in catalog.CATALOG.values():
         available = "yes" if not entry.needs_root or (root / entry.name).is_dir() else "no"
         table.add_row(entry.name, entry.split, available, entry.description)
+    from ..ranking.datasets import CTR_DATASETS, CTR_SOURCES
+
+    for name, loader in CTR_DATASETS.items():  # the ranking stage's datasets, built from a catalog dataset
+        available = "yes" if (root / CTR_SOURCES[name]).is_dir() else "no"
+        table.add_row(name, "its own (CTR)", available, (loader.__doc__ or "").strip().splitlines()[0])
     console.print(table)
 
 
@@ -92,8 +97,24 @@ def fit(model: str, data: str, data_root: str | None, items_path: str | None, us
         cache_dir: str | None, cold_users: str) -> None:
     """Fit MODEL, evaluate on validation and test, write RUN_DIR/metrics.json."""
     from ..data.splits import make_split
+    from ..models.registry import is_ranker
     from ..options import FitOptions
 
+    if is_ranker(model):  # the ranking stage: CTR datasets, AUC / logloss / GAUC
+        from .rank_cmds import fit_ranker
+
+        return fit_ranker(model, data, data_root, sets, out_dir, seed, no_progress, threads, checkpoint_dir, resume,
+                          split_spec=split_spec, items_path=items_path, users_path=users_path, columns=columns,
+                          duplicates=duplicates, feature_specs=feature_specs, text_columns=text_columns,
+                          monitor_test=monitor_test)
+    from ..ranking.datasets import is_ctr_dataset
+
+    if is_ctr_dataset(data):
+        from ..errors import ConfigError
+        from ..models.registry import RANKERS
+
+        raise ConfigError(f"--data: {data} is a CTR dataset, for the rankers ({', '.join(sorted(RANKERS))}); "
+                          f"{model} is a retrieval model")
     params = _parse_sets(sets)
     check_fit(model, params, split_spec, checkpoint_dir, resume)  # before the data: fail fast
     with console.status(f"loading {data}"):

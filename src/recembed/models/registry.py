@@ -38,12 +38,24 @@ MODELS: dict[str, str] = {
     "ensemble": "recembed.models.ensemble:Ensemble",
 }
 
+#: the ranking stage (CTR models fitted on a CTR dataset: ``recembed fit deepfm --data ml-100k-ctr``)
+RANKERS: dict[str, str] = {
+    "lr": "recembed.models.ranking.lr:LR",
+    "fm": "recembed.models.ranking.fm:FM",
+    "deepfm": "recembed.models.ranking.deepfm:DeepFM",
+}
+
+
+def is_ranker(name: str) -> bool:
+    return name in RANKERS
+
 
 def model_class(name: str) -> type:
     """The class registered under ``name``."""
     try:
-        path = MODELS[name]
+        path = MODELS.get(name) or RANKERS[name]
     except KeyError:
-        raise ConfigError(f"unknown model {name!r}{did_you_mean(name, MODELS)}; available: {sorted(MODELS)}") from None
+        known = {**MODELS, **RANKERS}
+        raise ConfigError(f"unknown model {name!r}{did_you_mean(name, known)}; available: {sorted(known)}") from None
     module, _, attr = path.partition(":")
     return getattr(importlib.import_module(module), attr)

@@ -83,6 +83,10 @@ class TrainConfig:
         check(self.eval_every >= 1, "eval_every", f"must be >= 1, got {self.eval_every}")
         check(self.valid_sample >= 0, "valid_sample", f"must be >= 0, got {self.valid_sample}")
         check(self.time_budget_s >= 0, "time_budget_s", f"must be >= 0, got {self.time_budget_s}")
+        self._check_valid_metric()
+
+    def _check_valid_metric(self) -> None:
+        """Ranking metrics (``NAME@K``); the CTR rankers' config checks its own (``auc``, ``gauc``)."""
         _check_valid_metric(self.valid_metric)
 
     def batch_for(self, examples: int) -> int:
