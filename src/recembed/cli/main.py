@@ -24,6 +24,7 @@ from .checks import check_fit
 from .common import POSITIVE_INT, THREADS_HELP, _load_run, _metrics_table, _parse_sets, _run_parts, console, parse_ks
 from .data_opts import attach_content, cold_users_option, load_data, own_data_options, report_split
 from .data_opts import text_encoder as _text_encoder
+from .rank_cmds import register as _register_rank
 from .run_cmds import register as _register_runs
 from .semantic_cmds import register as _register_semantic
 from .serve_cmds import register as _register_serve
@@ -90,11 +91,13 @@ def datasets(data_root: str | None) -> None:
               help="Text encoder for --text-columns (minilm: local all-MiniLM-L6-v2, cached; tfidf: no model).")
 @click.option("--cache-dir", type=click.Path(), default=None, help="Text-vector cache (default: ~/.cache/recembed).")
 @cold_users_option
+@click.option("--negatives", type=click.IntRange(min=1), default=4, show_default=True,
+              help="CTR rankers on interaction data: sampled non-clicks per interaction (ranking/implicit.py).")
 def fit(model: str, data: str, data_root: str | None, items_path: str | None, users_path: str | None,
         columns: str | None, duplicates: str | None, split_spec: str | None, sets: tuple[str, ...], out_dir: str,
         seed: int, ks: tuple[int, ...], no_progress: bool, threads: int | None, checkpoint_dir: str | None,
         resume: bool, monitor_test: bool, feature_specs: tuple[str, ...], text_columns: str, encoder: str,
-        cache_dir: str | None, cold_users: str) -> None:
+        cache_dir: str | None, cold_users: str, negatives: int) -> None:
     """Fit MODEL, evaluate on validation and test, write RUN_DIR/metrics.json."""
     from ..data.splits import make_split
     from ..models.registry import is_ranker
@@ -106,7 +109,7 @@ def fit(model: str, data: str, data_root: str | None, items_path: str | None, us
         return fit_ranker(model, data, data_root, sets, out_dir, seed, no_progress, threads, checkpoint_dir, resume,
                           split_spec=split_spec, items_path=items_path, users_path=users_path, columns=columns,
                           duplicates=duplicates, feature_specs=feature_specs, text_columns=text_columns,
-                          monitor_test=monitor_test)
+                          monitor_test=monitor_test, encoder=encoder, cache_dir=cache_dir, negatives=negatives)
     from ..ranking.datasets import is_ctr_dataset
 
     if is_ctr_dataset(data):
@@ -243,6 +246,7 @@ def ensemble(runs: tuple[str, ...], out_dir: str, weights: str, combine: str, ks
 
 
 _register_runs(cli)
+_register_rank(cli)
 _register_serve(cli)
 _register_semantic(cli)
 

@@ -9,41 +9,63 @@ from rich.table import Table as RichTable
 from ..errors import ConfigError
 from .common import _parse_sets, console
 
-#: fit options that only mean something for the retrieval models (their flag names)
-RETRIEVAL_ONLY = {"split_spec": "--split", "items_path": "--items", "users_path": "--users", "columns": "--columns",
-                  "duplicates": "--duplicates", "feature_specs": "--features", "text_columns": "--text-columns",
-                  "monitor_test": "--monitor-test"}
+#: fit options a CTR dataset (which brings its own split and fields) has no use for (their flag names)
+DATA_OPTIONS = {"split_spec": "--split", "items_path": "--items", "users_path": "--users", "columns": "--columns",
+                "duplicates": "--duplicates", "feature_specs": "--features", "text_columns": "--text-columns"}
 
 
 def fit_ranker(model: str, data: str, data_root: str | None, sets: tuple[str, ...], out_dir: str, seed: int,
-               no_progress: bool, threads: int | None, checkpoint_dir: str | None, resume: bool,
+               no_progress: bool, threads: int | None, checkpoint_dir: str | None, resume: bool, negatives: int = 4,
                **given: Any) -> None:
     from ..models.registry import model_class
     from ..ranking.datasets import CTR_DATASETS, is_ctr_dataset
 
-    for key, flag in RETRIEVAL_ONLY.items():
-        if given.get(key):
-            raise ConfigError(f"{flag}: {model} is a CTR ranker; its data and split come from the CTR dataset "
-                              f"(one of {sorted(CTR_DATASETS)})")
-    if not is_ctr_dataset(data):
-        raise ConfigError(f"--data: {model} is a CTR ranker and needs a CTR dataset, one of {sorted(CTR_DATASETS)} "
-                          f"(got {data!r}); the retrieval models are the others: `recembed fit --help`")
+    if given.get("monitor_test"):
+        raise ConfigError(f"--monitor-test: {model} is a CTR ranker; it validates on the validation part's AUC")
+    ctr_data = is_ctr_dataset(data)
+    if ctr_data:
+        for key, flag in DATA_OPTIONS.items():
+            if given.get(key):
+                raise ConfigError(f"{flag}: {data} is a CTR dataset with its own fields and split (CTR datasets: "
+                                  f"{sorted(CTR_DATASETS)}); on interaction data a ranker takes {flag}")
     params = _parse_sets(sets)
     model_class(model)(**params)  # unknown keys / bad values before the data
     if resume and not checkpoint_dir:
         raise ConfigError("--resume needs --checkpoint-dir")
+    if negatives < 1:
+        raise ConfigError(f"--negatives: must be >= 1, got {negatives}")
     from ..options import FitOptions
-    from ..ranking.datasets import load_ctr
     from ..ranking.runs import HEADLINE, fit_and_evaluate_ranker
 
-    with console.status(f"loading {data}"):
-        ctr = load_ctr(data, data_root)
+    spec: dict[str, Any] = {"data": data, "data_root": data_root}
+    if ctr_data:
+        from ..ranking.datasets import load_ctr
+
+        with console.status(f"loading {data}"):
+            ctr = load_ctr(data, data_root)
+    else:  # interactions as clicks, sampled non-clicks (ranking/implicit.py), the fields from the data's tables
+        from ..data.splits import make_split
+        from ..ranking.implicit import ctr_from_split
+        from .data_opts import attach_content, load_data
+
+        with console.status(f"loading {data}"):
+            dataset, default_split = load_data(data, data_root, given.get("items_path"), given.get("users_path"),
+                                               given.get("columns"), given.get("duplicates"))
+            split = make_split(dataset, given.get("split_spec") or default_split, seed=seed)
+        attach_content(dataset, given.get("feature_specs") or (), given.get("text_columns") or "",
+                       given.get("encoder") or "minilm", given.get("cache_dir"), threads)
+        ctr = ctr_from_split(dataset, split, negatives=negatives, seed=seed)
+        spec.update({"split": split.spec, "negatives": negatives, "features": list(given.get("feature_specs") or ()),
+                     "text_columns": given.get("text_columns") or None,
+                     **{k: given[v] for k, v in (("items", "items_path"), ("users", "users_path"),
+                                                  ("columns", "columns"), ("duplicates", "duplicates"))
+                        if given.get(v)}})
     console.print(f"[bold]{ctr.name}[/]  {ctr.sizes()}  fields: {', '.join(f.name for f in ctr.fields)}")
     run = fit_and_evaluate_ranker(
         model, ctr, params=params,
         options=FitOptions(seed=seed, show_progress=not no_progress, threads=threads, checkpoint_dir=checkpoint_dir,
                            resume=resume),
-        out_dir=out_dir, data_spec={"data": data, "data_root": data_root})
+        out_dir=out_dir, data_spec=spec)
     m = run.metrics
     table = RichTable(title=f"{model} on {ctr.name}")
     table.add_column("part")
@@ -54,3 +76,49 @@ def fit_ranker(model: str, data: str, data_root: str | None, sets: tuple[str, ..
     console.print(table)
     console.print(f"fit {m['fit_seconds']:.2f}s  eval {m['eval_seconds']:.2f}s  {m['training']['epochs_run']} epochs  "
                   f"peak RSS {m['peak_rss_mb']:.0f} MiB  -> {out_dir}/metrics.json")
+
+
+def register(cli) -> None:  # noqa: ANN001
+    import click
+
+    from .common import parse_ks
+
+    @cli.command()
+    @click.option("--retriever", "retriever_dir", required=True, type=click.Path(exists=True, file_okay=False),
+                  help="A retrieval run (recembed fit MODEL --data D --split S --out RUN).")
+    @click.option("--ranker", "ranker_dir", required=True, type=click.Path(exists=True, file_okay=False),
+                  help="A ranker fitted on the same data and split (recembed fit deepfm --data D --split S ...).")
+    @click.option("--candidates", type=click.IntRange(min=1), default=200, show_default=True,
+                  help="Items the retriever proposes per user; the ranker re-orders them.")
+    @click.option("--ks", default="10,20", show_default=True, callback=parse_ks, help="Cut-offs K (<= candidates).")
+    @click.option("--data-root", type=click.Path(), default=None, help="Where the ranker's dataset lives, if moved.")
+    @click.option("--out", "out_dir", type=click.Path(file_okay=False), default=None,
+                  help="Write OUT/metrics.json (retriever alone vs the pipeline).")
+    @click.option("--no-progress", is_flag=True, help="Hide progress bars.")
+    def pipeline(retriever_dir: str, ranker_dir: str, candidates: int, ks: tuple[int, ...], data_root: str | None,
+                 out_dir: str | None, no_progress: bool) -> None:
+        """Retrieve-then-rank: the ranker re-orders the retriever's top candidates; test metrics of both."""
+        from pathlib import Path
+
+        from ..io import write_json
+        from ..ranking.pipeline import evaluate_pipeline
+
+        if max(ks) > candidates:
+            raise ConfigError(f"--ks: {max(ks)} is above --candidates {candidates} (metrics past the candidates "
+                              "would rank items the ranker never saw)")
+        result = evaluate_pipeline(retriever_dir, ranker_dir, candidates=candidates, ks=ks, data_root=data_root,
+                                   show_progress=not no_progress)
+        table = RichTable(title=f"retrieve {candidates} then rank  ({result['users']} test users)")
+        table.add_column("")
+        names = [f"{m}@{k}" for k in ks for m in ("recall", "ndcg")]
+        for n in names:
+            table.add_column(n, justify="right")
+        for label, key in (("retriever alone", "retriever_alone"), ("retriever + ranker", "pipeline")):
+            table.add_row(label, *(f"{result[key].get(n, float('nan')):.4f}" for n in names))
+        console.print(table)
+        sec = result["seconds"]
+        console.print(f"scoring: retriever alone {sec['retriever_alone']:.1f}s, pipeline {sec['pipeline']:.1f}s "
+                      f"(retrieve {sec['pipeline_retrieve']:.1f}s, rank {sec['pipeline_rank']:.1f}s)")
+        if out_dir:
+            Path(out_dir).mkdir(parents=True, exist_ok=True)
+            write_json(Path(out_dir) / "metrics.json", result)

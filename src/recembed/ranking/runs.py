@@ -29,6 +29,7 @@ class RankerRun:
     model: Any
     metrics: dict[str, Any]
     directory: Path | None
+    config: dict[str, Any] | None = None
 
 
 def fit_and_evaluate_ranker(model_name: str, data: CTRData, *, params: dict[str, Any] | None = None,
@@ -63,7 +64,7 @@ def fit_and_evaluate_ranker(model_name: str, data: CTRData, *, params: dict[str,
         write_ranker_run(directory, model, data, metrics, {
             "model": model_name, "kind": "ranker", "params": config_to_dict(model.config), "seed": options.seed,
             "data": data_spec or {"name": data.name}, "auto_resolved": getattr(model, "auto_resolved_", {}) or None})
-    return RankerRun(model, metrics, directory)
+    return RankerRun(model, metrics, directory, None)
 
 
 def write_ranker_run(out: Path, model: Any, data: CTRData, metrics: dict[str, Any], config: dict[str, Any]) -> None:
@@ -117,4 +118,8 @@ def load_ranker_run(directory: str | Path) -> RankerRun:
     directory = Path(directory)
     if not (directory / "metrics.json").exists():
         raise DataError("not a complete run directory (no metrics.json)", path=directory)
-    return RankerRun(Ranker.load(directory / "model"), read_json(directory / "metrics.json"), directory)
+    for name in ("config.json", "model/model.json", "model/model.safetensors"):
+        if not (directory / name).exists():
+            raise DataError(f"not a complete ranker run: missing {name}", path=directory)
+    return RankerRun(Ranker.load(directory / "model"), read_json(directory / "metrics.json"), directory,
+                     read_json(directory / "config.json"))
