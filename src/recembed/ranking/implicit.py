@@ -64,13 +64,20 @@ def pair_frame(dataset: Dataset, fields: list[Field], users: np.ndarray, items: 
         if name not in names:
             continue
         table, idx = (dataset.user_table, users) if side == "user" else (dataset.item_table, items)
-        values = table[col]
-        cols[name] = Ragged.from_lists(list(values)).take(idx) if kind == "tags" else values[idx]
+        cols[name] = _ragged(table, col).take(idx) if kind == "tags" else table[col][idx]
     missing = names - set(cols)
     if missing:
         raise DataError(f"the dataset has no column for field(s) {sorted(missing)}")
     y = np.ones(len(users), np.float32) if labels is None else np.asarray(labels, np.float32)
     return Frame(cols, y, dataset.users.ids[users])
+
+
+def _ragged(table, col: str) -> Ragged:  # noqa: ANN001
+    """A tags column as :class:`Ragged`, built once per table (a serving request takes rows of it)."""
+    cache = table.__dict__.setdefault("_ragged_columns", {})
+    if col not in cache:
+        cache[col] = Ragged.from_lists(list(table[col]))
+    return cache[col]
 
 
 def sample_negatives(users: np.ndarray, num_items: int, exclude_keys: np.ndarray, per_row: int,
