@@ -93,11 +93,14 @@ def datasets(data_root: str | None) -> None:
 @cold_users_option
 @click.option("--negatives", type=click.IntRange(min=1), default=4, show_default=True,
               help="CTR rankers on interaction data: sampled non-clicks per interaction (ranking/implicit.py).")
+@click.option("--negative-sampling", type=click.Choice(["uniform", "popularity"]), default="uniform",
+              show_default=True, help="CTR rankers on interaction data: how the non-clicks are drawn.")
 def fit(model: str, data: str, data_root: str | None, items_path: str | None, users_path: str | None,
         columns: str | None, duplicates: str | None, split_spec: str | None, sets: tuple[str, ...], out_dir: str,
         seed: int, ks: tuple[int, ...], no_progress: bool, threads: int | None, checkpoint_dir: str | None,
         resume: bool, monitor_test: bool, feature_specs: tuple[str, ...], text_columns: str, encoder: str,
-        cache_dir: str | None, cold_users: str, negatives: int) -> None:
+        cache_dir: str | None, cold_users: str, negatives: int,
+        negative_sampling: str) -> None:
     """Fit MODEL, evaluate on validation and test, write RUN_DIR/metrics.json."""
     from ..data.splits import make_split
     from ..models.registry import is_ranker
@@ -109,7 +112,8 @@ def fit(model: str, data: str, data_root: str | None, items_path: str | None, us
         return fit_ranker(model, data, data_root, sets, out_dir, seed, no_progress, threads, checkpoint_dir, resume,
                           split_spec=split_spec, items_path=items_path, users_path=users_path, columns=columns,
                           duplicates=duplicates, feature_specs=feature_specs, text_columns=text_columns,
-                          monitor_test=monitor_test, encoder=encoder, cache_dir=cache_dir, negatives=negatives)
+                          monitor_test=monitor_test, encoder=encoder, cache_dir=cache_dir, negatives=negatives,
+                          negative_sampling=negative_sampling)
     from ..ranking.datasets import is_ctr_dataset
 
     if is_ctr_dataset(data):

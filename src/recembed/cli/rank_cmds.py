@@ -16,6 +16,7 @@ DATA_OPTIONS = {"split_spec": "--split", "items_path": "--items", "users_path": 
 
 def fit_ranker(model: str, data: str, data_root: str | None, sets: tuple[str, ...], out_dir: str, seed: int,
                no_progress: bool, threads: int | None, checkpoint_dir: str | None, resume: bool, negatives: int = 4,
+               negative_sampling: str = "uniform",
                **given: Any) -> None:
     from ..models.registry import model_class
     from ..ranking.datasets import CTR_DATASETS, is_ctr_dataset
@@ -54,8 +55,8 @@ def fit_ranker(model: str, data: str, data_root: str | None, sets: tuple[str, ..
             split = make_split(dataset, given.get("split_spec") or default_split, seed=seed)
         attach_content(dataset, given.get("feature_specs") or (), given.get("text_columns") or "",
                        given.get("encoder") or "minilm", given.get("cache_dir"), threads)
-        ctr = ctr_from_split(dataset, split, negatives=negatives, seed=seed)
-        spec.update({"split": split.spec, "negatives": negatives, "features": list(given.get("feature_specs") or ()),
+        ctr = ctr_from_split(dataset, split, negatives=negatives, seed=seed, sampling=negative_sampling)
+        spec.update({"split": split.spec, "negatives": negatives, "negative_sampling": negative_sampling, "features": list(given.get("feature_specs") or ()),
                      "text_columns": given.get("text_columns") or None,
                      **{k: given[v] for k, v in (("items", "items_path"), ("users", "users_path"),
                                                   ("columns", "columns"), ("duplicates", "duplicates"))

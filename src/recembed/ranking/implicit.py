@@ -81,26 +81,44 @@ def _ragged(table, col: str) -> Ragged:  # noqa: ANN001
 
 
 def sample_negatives(users: np.ndarray, num_items: int, exclude_keys: np.ndarray, per_row: int,
-                     rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-    """``per_row`` uniform items per user entry, none of them a ``user * num_items + item`` key in
-    ``exclude_keys`` (sorted); resampled until clean (vectorised)."""
+                     rng: np.random.Generator, weights: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """``per_row`` items per user entry (uniform, or in proportion to ``weights``), none of them a
+    ``user * num_items + item`` key in ``exclude_keys`` (sorted); resampled until clean (vectorised)."""
     owners = np.repeat(np.asarray(users, dtype=np.int64), per_row)
     n = np.int64(num_items)
-    neg = rng.integers(0, num_items, len(owners))
+    cdf = None if weights is None else np.cumsum(weights / weights.sum())
+
+    def draw(size: int) -> np.ndarray:
+        if cdf is None:
+            return rng.integers(0, num_items, size)
+        return np.minimum(np.searchsorted(cdf, rng.random(size), side="right"), num_items - 1)
+
+    neg = draw(len(owners))
     clash = np.isin(owners * n + neg, exclude_keys)
     for _ in range(100):
         if not clash.any():
             break
-        neg[clash] = rng.integers(0, num_items, int(clash.sum()))
+        neg[clash] = draw(int(clash.sum()))
         clash[clash] = np.isin(owners[clash] * n + neg[clash], exclude_keys)
     if clash.any():
         raise DataError("could not draw non-interacted items for some users (they interacted with almost every item)")
     return owners, neg
 
 
-def ctr_from_split(dataset: Dataset, split: Split, negatives: int = 4, seed: int = 2020) -> CTRData:
+SAMPLINGS = ("uniform", "popularity")
+
+
+def ctr_from_split(dataset: Dataset, split: Split, negatives: int = 4, seed: int = 2020,
+                   sampling: str = "uniform") -> CTRData:
+    """``sampling``: non-clicks drawn uniformly, or in proportion to the items' training counts (+1), which is
+    closer to what a retriever proposes (a ranker then learns more than popularity)."""
     if negatives < 1:
         raise DataError(f"--negatives: must be >= 1, got {negatives}")
+    if sampling not in SAMPLINGS:
+        raise DataError(f"--negative-sampling: expected one of {SAMPLINGS}, got {sampling!r}")
+    weights = None
+    if sampling == "popularity":
+        weights = np.bincount(split.train.item_idx, minlength=dataset.num_items).astype(np.float64) + 1.0
     fields = fields_for(dataset)
     rng = np.random.default_rng(seed)
     n = np.int64(dataset.num_items)
@@ -109,10 +127,10 @@ def ctr_from_split(dataset: Dataset, split: Split, negatives: int = 4, seed: int
     frames = []
     for p in PARTS:
         part = getattr(split, p)
-        nu, ni = sample_negatives(part.user_idx, dataset.num_items, every, negatives, rng)
+        nu, ni = sample_negatives(part.user_idx, dataset.num_items, every, negatives, rng, weights)
         u = np.r_[part.user_idx, nu]
         i = np.r_[part.item_idx, ni]
         y = np.r_[np.ones(len(part)), np.zeros(len(nu))]
         frames.append(pair_frame(dataset, fields, u, i, y))
     return CTRData(f"{dataset.name}:{split.spec}", fields, *frames,
-                   description=f"{dataset.name} interactions as clicks, {negatives} sampled non-clicks each")
+                   description=f"{dataset.name} interactions as clicks, {negatives} {sampling}-sampled non-clicks each")
