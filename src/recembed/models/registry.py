@@ -43,6 +43,10 @@ RANKERS: dict[str, str] = {
     "lr": "recembed.models.ranking.lr:LR",
     "fm": "recembed.models.ranking.fm:FM",
     "deepfm": "recembed.models.ranking.deepfm:DeepFM",
+    "dcnv2": "recembed.models.ranking.dcnv2:DCNv2",
+    "autoint": "recembed.models.ranking.autoint:AutoInt",
+    "masknet": "recembed.models.ranking.masknet:MaskNet",
+    "finalmlp": "recembed.models.ranking.finalmlp:FinalMLP",
 }
 
 

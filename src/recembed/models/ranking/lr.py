@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import torch
 
 from ...ranking.schema import Schema
-from ._layers import CTRModule, FieldLinear
+from ._layers import CTRModule, FieldEmbedding, FieldLinear
 from .base import Ranker, RankerConfig
 
 
@@ -25,7 +25,10 @@ class LRModule(CTRModule):
     def __init__(self, schema: Schema) -> None:
         super().__init__()
         self.linear = FieldLinear(schema)
-        self.embedding = self.linear.emb
+
+    @property
+    def embedding(self) -> FieldEmbedding:  # the linear term's tables (a property: not a second state-dict entry)
+        return self.linear.emb
 
     def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         return self.linear(batch)
