@@ -43,6 +43,8 @@ RANKERS: dict[str, str] = {
     "lr": "recembed.models.ranking.lr:LR",
     "fm": "recembed.models.ranking.fm:FM",
     "deepfm": "recembed.models.ranking.deepfm:DeepFM",
+    "din": "recembed.models.ranking.din:DIN",
+    "qin": "recembed.models.ranking.qin:QIN",
 }
 
 
