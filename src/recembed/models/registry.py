@@ -47,6 +47,8 @@ RANKERS: dict[str, str] = {
     "autoint": "recembed.models.ranking.autoint:AutoInt",
     "masknet": "recembed.models.ranking.masknet:MaskNet",
     "finalmlp": "recembed.models.ranking.finalmlp:FinalMLP",
+    "din": "recembed.models.ranking.din:DIN",
+    "qin": "recembed.models.ranking.qin:QIN",
 }
 
 

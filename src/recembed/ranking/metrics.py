@@ -5,7 +5,9 @@
 * ``logloss`` -- mean binary cross-entropy, probabilities clipped to ``[1e-7, 1 - 1e-7]``;
 * ``gauc`` -- per-user AUC weighted by the user's impressions, over users with both a click and a non-click
   (Zhou et al., "Deep Interest Network", KDD 2018, eq. 8); ``gauc_users`` counts them;
-* ``ece`` -- expected calibration error over ``bins`` equal-width probability bins (Guo et al., 2017).
+* ``ece`` -- expected calibration error over ``bins`` equal-width probability bins (Guo et al., 2017);
+* ``paired_bootstrap_auc`` -- a confidence interval of ``AUC(a) - AUC(b)`` for two models scored on the same
+  rows, resampling users (a cluster bootstrap: a user's rows stay together, as they are not independent).
 
 Every function is vectorised over rows (one sort), none loops over users in Python.
 """
@@ -93,3 +95,52 @@ def ctr_metrics(labels: np.ndarray, probs: np.ndarray, users: np.ndarray) -> dic
     g, n_users = gauc(users, labels, probs)
     return {"auc": auc(labels, probs), "logloss": logloss(labels, probs), "gauc": g, "gauc_users": n_users,
             "ece": ece(labels, probs), "rows": int(len(labels)), "click_rate": float(np.mean(labels))}
+
+
+def _weighted_auc_presorted(y: np.ndarray, run_start: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """AUC per row of ``w (k, n)`` (row multiplicities) for rows already sorted by score, ties forming runs that
+    start at ``run_start``; a tied pair counts half, as :func:`auc`."""
+    pos_w = np.add.reduceat(w * y, run_start, axis=1)
+    neg_w = np.add.reduceat(w * ~y, run_start, axis=1)
+    below = np.cumsum(neg_w, axis=1) - neg_w  # negatives scored strictly lower than each run
+    num = (pos_w * (below + 0.5 * neg_w)).sum(1)
+    den = pos_w.sum(1) * neg_w.sum(1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(den > 0, num / den, np.nan)
+
+
+def paired_bootstrap_auc(users: np.ndarray, labels: np.ndarray, scores_a: np.ndarray, scores_b: np.ndarray,
+                         n_boot: int = 2000, seed: int = 0, alpha: float = 0.05, chunk: int = 100
+                         ) -> dict[str, Any]:
+    """Paired bootstrap over users of ``AUC(scores_a) - AUC(scores_b)`` on the same rows.
+
+    Each replicate draws as many users as there are, with replacement; a user drawn ``m`` times contributes
+    each of their rows ``m`` times, to both models alike, and both AUCs are recomputed on those rows (weighted
+    by the multiplicities). Returns the observed difference, the percentile interval ``[alpha/2, 1 - alpha/2]``,
+    the share of replicates where ``a`` is not better (``p_not_better``), both observed AUCs and the counts."""
+    y = np.asarray(labels, dtype=bool)
+    a, b = np.asarray(scores_a, dtype=np.float64), np.asarray(scores_b, dtype=np.float64)
+    if not (len(y) == len(a) == len(b) == len(users)):
+        raise ValueError("users, labels and both score arrays need the same length")
+    _, g = np.unique(np.asarray(users), return_inverse=True)
+    n_users = int(g.max()) + 1 if len(g) else 0
+    sorted_parts = []
+    for s in (a, b):
+        order = np.argsort(s, kind="stable")
+        ss = s[order]
+        run_start = np.flatnonzero(np.r_[True, ss[1:] != ss[:-1]])
+        sorted_parts.append((order, y[order], run_start))
+    rng = np.random.default_rng(seed)
+    diffs = np.empty(n_boot)
+    for s0 in range(0, n_boot, chunk):
+        k = min(chunk, n_boot - s0)
+        counts = np.stack([np.bincount(rng.integers(0, n_users, n_users), minlength=n_users) for _ in range(k)])
+        w = counts[:, g].astype(np.float64)  # (k, rows): each row's multiplicity
+        auc_a, auc_b = (_weighted_auc_presorted(ys, rs, w[:, o]) for o, ys, rs in sorted_parts)
+        diffs[s0:s0 + k] = auc_a - auc_b
+    ok = diffs[np.isfinite(diffs)]
+    observed_a, observed_b = auc(y, a), auc(y, b)
+    lo, hi = (np.quantile(ok, [alpha / 2, 1 - alpha / 2]) if ok.size else (float("nan"), float("nan")))
+    return {"diff": observed_a - observed_b, "ci_low": float(lo), "ci_high": float(hi), "alpha": alpha,
+            "p_not_better": float((ok <= 0).mean()) if ok.size else float("nan"), "auc_a": observed_a,
+            "auc_b": observed_b, "n_boot": int(ok.size), "users": n_users, "rows": int(len(y))}

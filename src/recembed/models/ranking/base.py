@@ -114,6 +114,10 @@ class Ranker:
     def _module(self, schema: Schema) -> nn.Module:
         raise NotImplementedError
 
+    def _prepare(self, module: nn.Module, train: Encoded) -> None:
+        """Fill what the module takes from the encoded training rows before training (QIN's item -> content
+        vector table, kept as buffers so it is saved with the weights); nothing by default."""
+
     # -- fitting ------------------------------------------------------------------------------------------------
     def fit(self, train: Frame, *, schema: Schema, valid: Frame | None = None,
             options: FitOptions | None = None) -> Ranker:
@@ -131,6 +135,7 @@ class Ranker:
             self.auto_resolved_["batch_size"] = batch
         seed_everything(options.seed)
         module = self._module(schema)
+        self._prepare(module, enc)
         validate = None
         if valid is not None and len(valid):
             venc = schema.encode(valid)
