@@ -1,9 +1,10 @@
 """Fit a ranker on a CTR dataset and write its run directory (the CLI contract of the ranking stage).
 
 ``RUN_DIR/metrics.json``: ``{"valid": {"auc", "logloss", "gauc", "ece", ...}, "test": {...}, "training": {...},
-"fit_seconds", "eval_seconds", "peak_rss_mb", "parameters", "data": {...}}``; ``config.json`` (model, params, data,
-seed); ``model/`` (:meth:`Ranker.save`); ``history.json`` + ``training_curve.png``; ``reliability.png`` (the test
-part's calibration). ``metrics.json`` is written last, so its presence marks a complete run.
+"fit_seconds", "eval_seconds", "peak_rss_mb", "parameters", "embedding_parameters" (the token tables' share),
+"data": {...}}``; ``config.json`` (model, params, data, seed); ``model/`` (:meth:`Ranker.save`); ``history.json``
++ ``training_curve.png``; ``reliability.png`` (the test part's calibration). ``metrics.json`` is written last,
+so its presence marks a complete run.
 """
 
 from __future__ import annotations
@@ -57,6 +58,7 @@ def fit_and_evaluate_ranker(model_name: str, data: CTRData, *, params: dict[str,
                                            if result.history else None)},
         "fit_seconds": round(fit_seconds, 3), "eval_seconds": round(eval_seconds, 3),
         "peak_rss_mb": round(peak_rss_mb(), 1), "parameters": model.num_parameters(),
+        "embedding_parameters": model.num_embedding_parameters(),
         "data": {"name": data.name, **data.sizes(), "fields": [f.name for f in data.fields]},
     }
     directory = Path(out_dir) if out_dir is not None else None

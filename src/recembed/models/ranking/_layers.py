@@ -6,6 +6,11 @@ fields average the embeddings of their non-padding tokens (DIN-style models read
 :meth:`FieldEmbedding.lookup`); a numeric field scales a learned vector by its standardised value; a vector
 field (content embeddings) goes through a linear projection. Fields whose ``vocab_from`` names another field
 share that field's table, so a behaviour sequence of items lives in the same space as the target item.
+
+How the token tables are laid out -- one per vocabulary, hashed, or one Unified Embedding table for all -- is
+``RankerConfig.embedding_table`` (see :mod:`._tables`): ``FieldEmbedding(schema, dim)`` builds under the spec the
+:class:`Ranker` set around ``_module`` (``table=`` overrides it), and :meth:`FieldEmbedding.lookup` reads any
+layout, so a model written against one table per vocabulary runs unchanged on the others.
 """
 
 from __future__ import annotations
@@ -16,22 +21,22 @@ import torch
 from torch import nn
 
 from ...ranking.schema import PAD, Schema
+from ._tables import TableSet, TableSpec, current_spec
 
 
 class FieldEmbedding(nn.Module):
-    def __init__(self, schema: Schema, dim: int, fields: Sequence[str] | None = None) -> None:
+    def __init__(self, schema: Schema, dim: int, fields: Sequence[str] | None = None, *,
+                 table: str | None = None) -> None:
         super().__init__()
         self.schema, self.dim = schema, dim
         self.fields = list(fields) if fields is not None else schema.names()
         self.kinds = {n: schema.field(n).kind for n in self.fields}
         self.table_of = {n: schema.table_of(n) for n in self.fields if self.kinds[n] in ("categorical", "tags",
                                                                                          "sequence")}
-        self.tables = nn.ModuleDict()
-        for table in dict.fromkeys(self.table_of.values()):  # one table per vocabulary, shared by its fields
-            self.tables[table] = nn.Embedding(schema.cardinality(table), dim, padding_idx=PAD)
-            nn.init.normal_(self.tables[table].weight, std=1e-4)  # FuxiCTR's initialiser
-            with torch.no_grad():
-                self.tables[table].weight[PAD].zero_()
+        self.table_spec = TableSpec.parse(table) if table is not None else current_spec()
+        # one entry per vocabulary, shared by its fields (or the one unified table): see _tables
+        vocabularies = {v: schema.cardinality(v) for v in dict.fromkeys(self.table_of.values())}
+        self.tables = TableSet(self.table_spec, vocabularies, dim)
         self.numeric = nn.ParameterDict({n: nn.Parameter(torch.randn(dim) * 0.01) for n in self.fields
                                          if self.kinds[n] == "numeric"})
         self.vectors = nn.ModuleDict({n: nn.Linear(schema.dims[n], dim) for n in self.fields
@@ -43,7 +48,7 @@ class FieldEmbedding(nn.Module):
 
     def lookup(self, name: str, idx: torch.Tensor) -> torch.Tensor:
         """Embeddings of token indices of field ``name`` (its table's), shape ``idx.shape + (D,)``."""
-        return self.tables[self.table_of[name]](idx)
+        return self.tables.lookup(self.table_of[name], idx)
 
     def field_vector(self, name: str, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         x = batch[name]

@@ -26,6 +26,7 @@ from ...options import FitOptions
 from ...ranking.metrics import ctr_metrics
 from ...ranking.schema import Encoded, Frame, Schema
 from ...training.trainer import TrainConfig, Trainer, seed_everything
+from ._tables import TableSet, TableSpec, embedding_tables
 
 FORMAT_VERSION = 1
 CTR_VALID_METRICS = ("auc", "gauc")
@@ -53,6 +54,11 @@ class RankerConfig(TrainConfig):
     """Dropout in the models' MLPs."""
     eval_batch_size: int = 16384
     """Rows scored at once when predicting."""
+    embedding_table: str = "field"
+    """How token fields get embeddings (every field, every ranker; see ``models/ranking/_tables.py``): ``field``
+    (one table per vocabulary), ``hash:N`` (each vocabulary hashed into its own N rows; vocabularies of at most N
+    indices keep their table) or ``unified:N[:k]`` (Unified Embedding: one N-row table shared by all vocabularies,
+    each with its own hashes; an embedding is k chunks of embedding_dim / k, k = 1 by default)."""
 
     def _check_valid_metric(self) -> None:
         check(self.valid_metric in CTR_VALID_METRICS, "valid_metric",
@@ -64,6 +70,9 @@ class RankerConfig(TrainConfig):
         check(self.embedding_l2 >= 0, "embedding_l2", f"must be >= 0, got {self.embedding_l2}")
         check(0 <= self.net_dropout < 1, "net_dropout", f"must be in [0, 1), got {self.net_dropout}")
         check(self.eval_batch_size >= 1, "eval_batch_size", f"must be >= 1, got {self.eval_batch_size}")
+        table = TableSpec.parse(self.embedding_table)
+        check(self.embedding_dim % table.chunks == 0, "embedding_table",
+              f"{table.chunks} chunks must divide embedding_dim={self.embedding_dim}")
 
 
 class CTRTask:
@@ -118,6 +127,11 @@ class Ranker:
         """Fill what the module takes from the encoded training rows before training (QIN's item -> content
         vector table, kept as buffers so it is saved with the weights); nothing by default."""
 
+    def _build_module(self, schema: Schema) -> nn.Module:
+        """``_module`` with every FieldEmbedding inside it built as ``embedding_table`` says."""
+        with embedding_tables(self.config.embedding_table):
+            return self._module(schema)
+
     # -- fitting ------------------------------------------------------------------------------------------------
     def fit(self, train: Frame, *, schema: Schema, valid: Frame | None = None,
             options: FitOptions | None = None) -> Ranker:
@@ -134,7 +148,7 @@ class Ranker:
         if batch != self.config.batch_size:
             self.auto_resolved_["batch_size"] = batch
         seed_everything(options.seed)
-        module = self._module(schema)
+        module = self._build_module(schema)
         self._prepare(module, enc)
         validate = None
         if valid is not None and len(valid):
@@ -179,6 +193,12 @@ class Ranker:
         self._check_fitted()
         return int(sum(p.numel() for p in self.module_.parameters()))
 
+    def num_embedding_parameters(self) -> int:
+        """Parameters in the token tables (every FieldEmbedding's, the first-order term's included)."""
+        self._check_fitted()
+        seen = {id(p): p for m in self.module_.modules() if isinstance(m, TableSet) for p in m.parameters()}
+        return int(sum(p.numel() for p in seen.values()))
+
     # -- persistence --------------------------------------------------------------------------------------------
     def save(self, directory: str | Path) -> Path:
         from safetensors.torch import save_file
@@ -210,7 +230,7 @@ class Ranker:
             raise DataError(f"holds a {meta['model']!r} model, not {target.name!r}", path=directory / "model.json")
         model = target(build_config(target.Config, saved_values(target.Config, meta["config"])))
         model.schema_ = Schema.from_dict(meta["schema"])
-        module = model._module(model.schema_)
+        module = model._build_module(model.schema_)
         try:
             module.load_state_dict(load_file(str(directory / "model.safetensors")))
         except (SafetensorError, OSError, RuntimeError) as exc:
