@@ -101,8 +101,15 @@ class Frame:
 
 
 def _strings(values: Any) -> pa.Array:
-    arr = pa.array(values, type=pa.string()) if not isinstance(values, pa.Array) else values
-    return arr if pa.types.is_string(arr.type) else pc.cast(arr, pa.string())
+    """Tokens as an Arrow string array; numbers, booleans and mixed objects become their ``str()`` (as
+    :meth:`CTRData.write_csv` writes them), ``None`` stays null (the OOV bucket)."""
+    if isinstance(values, pa.Array):
+        return values if pa.types.is_string(values.type) else pc.cast(values, pa.string())
+    try:
+        return pa.array(values, type=pa.string())
+    except (pa.ArrowTypeError, pa.ArrowInvalid):  # e.g. an int64 column: pa.array refuses to convert it
+        return pa.array([None if v is None else str(v) for v in np.asarray(values, dtype=object).tolist()],
+                        type=pa.string())
 
 
 def _column(frame: Frame, f: Field) -> Any:
