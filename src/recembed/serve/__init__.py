@@ -15,3 +15,9 @@ and batch export.
 Nothing here is imported by the rest of the package; FastAPI, uvicorn and faiss are imported lazily (the
 ``serve`` extra).
 """
+
+DEFAULT_CANDIDATES = 200
+"""Bundles with a ranker: items the retriever proposes per request unless the bundle / serve / request says."""
+MAX_CANDIDATES = 1000
+"""Most candidates a request may ask the retriever for (``candidates`` query parameter, ``--candidates``). Here, not
+in :mod:`.ranker`, so that the CLI reads them without importing the ranking stage."""
