@@ -5,7 +5,9 @@ The retrieval datasets have interactions, not impressions: every (user, item) ev
 (the usual implicit-feedback protocol; DIN's Amazon sets are built the same way). The fields come from the data:
 ``user_id``, ``item_id``, then every categorical / tags / numeric / vector column of the user and item tables
 (``text`` columns are skipped: encode them first with ``--text-columns``). :func:`pair_frame` builds the rows
-of any (user, item) pairs the same way -- what the retrieve-then-rank pipeline scores.
+of any (user, item) pairs the same way -- what the retrieve-then-rank pipeline scores -- through
+:class:`PairFeatures` (the per-side columns), which a bundle stores aligned to its vocabularies and the service
+reads through :class:`EncodedPairs` (every field encoded once per entity).
 
     recembed fit deepfm --data ml-100k --split ../shared/data/ml-100k/splits/random-80-10-10 --out runs/deepfm
     recembed pipeline --retriever runs/lightgcn --ranker runs/deepfm --candidates 200
