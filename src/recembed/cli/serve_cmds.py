@@ -1,9 +1,9 @@
 """Serving commands of the ``recembed`` CLI (registered on the main group by :func:`register`).
 
-    recembed bundle RUN_DIR --out BUNDLE [--index hnsw] [--overwrite] [--sign]
+    recembed bundle RUN_DIR --out BUNDLE [--index hnsw] [--overwrite] [--sign] [--ranker RANKER_RUN [--candidates 200]]
     recembed index build RUN_DIR|BUNDLE --kind hnsw [--k 10] [--queries 1000] [--param m=32 ...] [--save]
     recembed serve RUN_DIR|BUNDLE [--host 127.0.0.1] [--port 8000] [--index KIND] [--workers 1]
-                   [--require-signature]
+                   [--require-signature] [--candidates N]
     recembed export RUN_DIR|BUNDLE --k 100 --out recs.parquet [--batch-size 1024]
 
 A RUN_DIR given where a bundle is expected is bundled into a temporary directory first (removed on exit).
@@ -22,6 +22,7 @@ from typing import Any
 import click
 
 from ..io import write_json
+from ..serve import DEFAULT_CANDIDATES, MAX_CANDIDATES
 from .common import POSITIVE_INT, k_option
 
 INDEX_KINDS = ("exact", "flat", "hnsw", "ivfpq")
@@ -67,10 +68,17 @@ def register(cli: click.Group) -> None:
 @click.option("--sign", is_flag=True,
               help="Also sign the manifest (HMAC-SHA256, key in the environment variable RECEMBED_BUNDLE_KEY), "
                    "so that `serve --require-signature` can tell it from an edited bundle.")
+@click.option("--ranker", "ranker_dir", type=click.Path(exists=True, file_okay=False), default=None,
+              help="Also bundle this ranker run (fitted on the same data and split: recembed fit deepfm --data D "
+                   "--split S) with the feature tables it reads; the service then re-ranks the retriever's candidates.")
+@click.option("--candidates", type=click.IntRange(1, MAX_CANDIDATES), default=None,
+              help=f"With --ranker: items the retriever proposes per request by default [default: "
+                   f"{DEFAULT_CANDIDATES}; at most {MAX_CANDIDATES}].")
 @click.option("--no-progress", is_flag=True, help="Hide the progress bar.")
 def bundle(run_dir: str, out_dir: str, index_kind: str | None, params: tuple[str, ...], data_root: str | None,
-           overwrite: bool, sign: bool, no_progress: bool) -> None:
+           overwrite: bool, sign: bool, ranker_dir: str | None, candidates: int | None, no_progress: bool) -> None:
     """Write a verified serving bundle of RUN_DIR (manifest with checksums, safetensors, Parquet)."""
+    from ..errors import ConfigError
     from ..progress import ProgressBar
     from ..serve.bundle import bundle_from_run, load_bundle
     from ..serve.signing import bundle_key
@@ -78,9 +86,12 @@ def bundle(run_dir: str, out_dir: str, index_kind: str | None, params: tuple[str
     opts = _parse_params(params, "--param")
     if sign:
         bundle_key(required=True, purpose="--sign")  # before any work: a missing key is a usage mistake
-    with ProgressBar("bundle", total=7, enabled=not no_progress, console=_console()) as bar:
+    if candidates is not None and ranker_dir is None:
+        raise ConfigError("--candidates: only with --ranker (the retriever's candidates for the ranker to re-rank)")
+    with ProgressBar("bundle", total=9 if ranker_dir else 7, enabled=not no_progress, console=_console()) as bar:
         path, notes = bundle_from_run(run_dir, out_dir, index=index_kind, index_params=opts, data_root=data_root,
-                                      overwrite=overwrite, sign=sign, progress=bar.step)
+                                      overwrite=overwrite, sign=sign, progress=bar.step, ranker_dir=ranker_dir,
+                                      candidates=candidates)
         bar.step("verifying")
         manifest = load_bundle(path, require_signature=sign).manifest
     for note in notes:
@@ -92,6 +103,10 @@ def bundle(run_dir: str, out_dir: str, index_kind: str | None, params: tuple[str
                      f"{(manifest['index'] or {}).get('kind', 'none (exact at start-up)')}, "
                      f"{len(manifest['files'])} files, {size / 2**20:.1f} MiB, "
                      f"{'signed (HMAC-SHA256)' if sign else 'unsigned'}")
+    rk = manifest.get("ranker")
+    if rk:
+        _console().print(f"ranker {rk['name']}: {len(rk['fields'])} fields ({', '.join(f['name'] for f in rk['fields'])}"
+                         f"), {rk['candidates']} candidates per request by default")
 
 
 def _bundle_path(path: str, tmp: str, data_root: str | None = None) -> Path:
@@ -186,9 +201,12 @@ def index_build(path: str, kind: str, params: tuple[str, ...], k: int, queries: 
 @click.option("--require-signature", is_flag=True,
               help="Refuse a bundle without a valid HMAC-SHA256 signature (`bundle --sign`; key in "
                    "RECEMBED_BUNDLE_KEY): an edited or re-checksummed bundle then stops start-up.")
+@click.option("--candidates", type=click.IntRange(1, MAX_CANDIDATES), default=None,
+              help="Bundles with a ranker: items the retriever proposes per request when the request does not say "
+                   "(default: the bundle's setting).")
 def serve(path: str, host: str, port: int, index_kind: str | None, params: tuple[str, ...], workers: int,
           threads: int, max_body_bytes: int, api_key_env: str, data_root: str | None, log_level: str,
-          require_signature: bool) -> None:
+          require_signature: bool, candidates: int | None) -> None:
     """Serve recommendations over HTTP from a bundle (or a RUN_DIR, bundled to a temporary directory first).
 
     The bundle is verified (format version, checksums; the signature when the bundle is signed and
@@ -204,6 +222,11 @@ def serve(path: str, host: str, port: int, index_kind: str | None, params: tuple
     with tempfile.TemporaryDirectory(prefix="recembed-serve-") as tmp:
         bundle_dir = _bundle_path(path, tmp, data_root)
         manifest = verify_bundle(bundle_dir, require_signature=require_signature)
+        if candidates is not None and not manifest.get("ranker"):
+            from ..errors import ConfigError
+
+            raise ConfigError("--candidates: the bundle has no ranker (bundle it with `recembed bundle RUN --ranker "
+                              "RANKER_RUN`)")
         try:
             import uvicorn  # noqa: F401 - only: is the serve extra installed?
         except ImportError:
@@ -214,12 +237,15 @@ def serve(path: str, host: str, port: int, index_kind: str | None, params: tuple
             "RECEMBED_SERVE_WORKERS": str(workers), "RECEMBED_SERVE_THREADS": str(threads),
             "RECEMBED_SERVE_MAX_BODY": str(max_body_bytes), "RECEMBED_SERVE_API_KEY_ENV": api_key_env,
             "RECEMBED_SERVE_REQUIRE_SIGNATURE": "1" if require_signature else "",
+            "RECEMBED_SERVE_CANDIDATES": "" if candidates is None else str(candidates),
         })
         if not os.environ.get(api_key_env):
             click.echo(f"warning: no API key set ({api_key_env} is empty): POST /v1/items (adding items) is "
                        f"refused with 403; set {api_key_env} to allow it", err=True)
-        _console().print(f"serving {manifest['model']['name']} ({manifest['serving']['kind']}) from {bundle_dir} "
-                         f"on http://{host}:{port} with {workers} worker(s)")
+        rk = manifest.get("ranker")
+        ranked = (f", re-ranked by {rk['name']} over {candidates or rk['candidates']} candidates" if rk else "")
+        _console().print(f"serving {manifest['model']['name']} ({manifest['serving']['kind']}){ranked} from "
+                         f"{bundle_dir} on http://{host}:{port} with {workers} worker(s)")
         from ..serve.runner import run
 
         run(host, port, workers, log_level=log_level, access_log=False)  # workers: one SO_REUSEPORT socket each

@@ -5,7 +5,9 @@ The retrieval datasets have interactions, not impressions: every (user, item) ev
 (the usual implicit-feedback protocol; DIN's Amazon sets are built the same way). The fields come from the data:
 ``user_id``, ``item_id``, then every categorical / tags / numeric / vector column of the user and item tables
 (``text`` columns are skipped: encode them first with ``--text-columns``). :func:`pair_frame` builds the rows
-of any (user, item) pairs the same way -- what the retrieve-then-rank pipeline scores.
+of any (user, item) pairs the same way -- what the retrieve-then-rank pipeline scores -- through
+:class:`PairFeatures` (the per-side columns), which a bundle stores aligned to its vocabularies and the service
+reads through :class:`EncodedPairs` (every field encoded once per entity).
 
     recembed fit deepfm --data ml-100k --split ../shared/data/ml-100k/splits/random-80-10-10 --out runs/deepfm
     recembed pipeline --retriever runs/lightgcn --ranker runs/deepfm --candidates 200
@@ -13,13 +15,16 @@ of any (user, item) pairs the same way -- what the retrieve-then-rank pipeline s
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+from typing import Any
+
 import numpy as np
 
 from ..data.dataset import Dataset
 from ..data.splits import PARTS, Split
 from ..errors import DataError
 from .datasets import CTRData
-from .schema import Field, Frame, Ragged
+from .schema import OOV, Field, Frame, Ragged, Schema
 
 TABLE_KINDS = {"categorical": "categorical", "tags": "tags", "numeric": "numeric", "vector": "vector"}
 HIGH_CARDINALITY = 0.5  # a categorical column with more distinct values than this share of rows: min_count 2
@@ -57,23 +62,133 @@ def fields_for(dataset: Dataset) -> list[Field]:
 def pair_frame(dataset: Dataset, fields: list[Field], users: np.ndarray, items: np.ndarray,
                labels: np.ndarray | None = None) -> Frame:
     """The rows of ``(user index, item index)`` pairs, with ``fields``' columns read from the dataset's tables."""
-    users, items = np.asarray(users, dtype=np.int64), np.asarray(items, dtype=np.int64)
-    cols: dict[str, object] = {"user_id": dataset.users.ids[users], "item_id": dataset.items.ids[items]}
-    names = {f.name for f in fields}
-    for name, side, col, kind in feature_columns(dataset):
-        if name not in names:
-            continue
-        table, idx = (dataset.user_table, users) if side == "user" else (dataset.item_table, items)
-        cols[name] = _ragged(table, col).take(idx) if kind == "tags" else table[col][idx]
-    missing = names - set(cols)
-    if missing:
-        raise DataError(f"the dataset has no column for field(s) {sorted(missing)}")
-    y = np.ones(len(users), np.float32) if labels is None else np.asarray(labels, np.float32)
-    return Frame(cols, y, dataset.users.ids[users])
+    return PairFeatures.from_dataset(dataset, fields).frame(users, items, labels)
+
+
+@dataclass
+class PairFeatures:
+    """What the rows of any (user, item) pair are built from: the user and item ids and, per field, the column of
+    its side's table (an array, or :class:`Ragged` for tags), row ``i`` = entity ``i`` of that side.
+
+    The one implementation of a pair's features: training rows (:func:`ctr_from_split`), the offline pipeline
+    (:func:`pair_frame`) and serving (a bundle stores these columns aligned to its vocabularies,
+    :mod:`recembed.serve.ranker`) all read them through :meth:`frame` or :class:`EncodedPairs`."""
+
+    user_ids: np.ndarray  # (U,) object: str
+    item_ids: np.ndarray  # (I,) object: str
+    columns: dict[str, tuple[str, str, Any]] = field(default_factory=dict)
+    """field name -> ``(side "user" | "item", kind, column)``."""
+
+    @classmethod
+    def from_dataset(cls, dataset: Dataset, fields: list[Field]) -> PairFeatures:
+        """The columns of ``fields`` from the dataset's tables (cached on the dataset per field list)."""
+        key = tuple(f.name for f in fields)
+        cache = dataset.__dict__.setdefault("_pair_features", {})
+        if key not in cache:
+            names = set(key)
+            cols: dict[str, tuple[str, str, Any]] = {}
+            for name, side, col, kind in feature_columns(dataset):
+                if name not in names:
+                    continue
+                table = dataset.user_table if side == "user" else dataset.item_table
+                cols[name] = (side, kind, _ragged(table, col) if kind == "tags" else table[col])
+            missing = names - set(cols) - {"user_id", "item_id"}
+            if missing:
+                raise DataError(f"the dataset has no column for field(s) {sorted(missing)}")
+            cache[key] = cls(dataset.users.ids, dataset.items.ids, cols)
+        return cache[key]
+
+    def side(self, name: str) -> str:
+        if name in ("user_id", "item_id"):
+            return name[:4]
+        try:
+            return self.columns[name][0]
+        except KeyError:
+            raise DataError(f"no column for field {name!r}; the pair features have {sorted(self.columns)}",
+                            field=name) from None
+
+    def column(self, name: str) -> Any:
+        """Field ``name``'s column over all entities of its side."""
+        if name == "user_id":
+            return self.user_ids
+        if name == "item_id":
+            return self.item_ids
+        self.side(name)
+        return self.columns[name][2]
+
+    def realign(self, users: np.ndarray, items: np.ndarray) -> PairFeatures:
+        """The same features for another ordering / subset of the entities: new row ``r`` of a side is its old row
+        ``users[r]`` / ``items[r]`` (e.g. a run's vocabulary as dataset indices)."""
+        users, items = np.asarray(users, dtype=np.int64), np.asarray(items, dtype=np.int64)
+        cols = {}
+        for name, (side, kind, values) in self.columns.items():
+            idx = users if side == "user" else items
+            cols[name] = (side, kind, values.take(idx) if isinstance(values, Ragged) else values[idx])
+        return PairFeatures(self.user_ids[users], self.item_ids[items], cols)
+
+    def frame(self, users: np.ndarray, items: np.ndarray, labels: np.ndarray | None = None) -> Frame:
+        """Raw rows of ``(user index, item index)`` pairs (with every field's column)."""
+        users, items = np.asarray(users, dtype=np.int64), np.asarray(items, dtype=np.int64)
+        cols: dict[str, object] = {"user_id": self.user_ids[users], "item_id": self.item_ids[items]}
+        for name, (side, _, values) in self.columns.items():
+            idx = users if side == "user" else items
+            cols[name] = values.take(idx) if isinstance(values, Ragged) else values[idx]
+        y = np.ones(len(users), np.float32) if labels is None else np.asarray(labels, np.float32)
+        return Frame(cols, y, self.user_ids[users])
+
+
+class EncodedPairs:
+    """:class:`PairFeatures` encoded once per entity by a fitted schema: a pair's model input is a gather.
+
+    Every field is encoded row by row (:meth:`Schema.encode_column`), so ``arrays(users, items)`` equals encoding
+    ``features.frame(users, items)`` -- without building strings or looking tokens up per request. Items appended
+    with :meth:`append_items` (added to a service after bundling) have no attributes: their ``item_id`` is looked
+    up (out of vocabulary unless the ranker knows the id), categorical fields take the OOV bucket, tags none
+    (padding: a zero embedding), numeric fields 0 (the training mean) and vectors zeros."""
+
+    def __init__(self, features: PairFeatures, schema: Schema) -> None:
+        self.schema = schema
+        self.names = schema.names()
+        self.user_arrays: dict[str, np.ndarray] = {}
+        self.item_arrays: dict[str, np.ndarray] = {}
+        for f in schema.fields:
+            side = features.side(f.name)
+            col = features.column(f.name)
+            if (f.kind in ("tags", "sequence")) != isinstance(col, Ragged):
+                raise DataError(f"the ranker reads {f.name!r} as {f.kind}, the features hold another kind of column",
+                                field=f.name)
+            (self.user_arrays if side == "user" else self.item_arrays)[f.name] = schema.encode_column(f, col)
+        self.num_users = len(features.user_ids)
+        self.num_items = len(features.item_ids)
+
+    def arrays(self, users: np.ndarray, items: np.ndarray) -> dict[str, np.ndarray]:
+        """Encoded rows of ``(user index, item index)`` pairs, field name -> array (the schema's field order)."""
+        users, items = np.asarray(users, dtype=np.int64), np.asarray(items, dtype=np.int64)
+        out = {}
+        for name in self.names:
+            if name in self.user_arrays:
+                out[name] = self.user_arrays[name][users]
+            else:
+                out[name] = self.item_arrays[name][items]
+        return out
+
+    def append_items(self, item_ids: list[str]) -> None:
+        """Rows for new items without attributes (see the class docstring)."""
+        n = len(item_ids)
+        for name, arr in self.item_arrays.items():
+            f = self.schema.field(name)
+            if name == "item_id":
+                new = self.schema.token_index(name, np.asarray(item_ids, dtype=object))
+            elif f.kind == "categorical":
+                new = np.full(n, OOV, dtype=arr.dtype)
+            else:
+                new = np.zeros((n, *arr.shape[1:]), dtype=arr.dtype)
+            self.item_arrays[name] = np.concatenate([arr, new])
+        self.num_items += n
 
 
 def _ragged(table, col: str) -> Ragged:  # noqa: ANN001
-    """A tags column as :class:`Ragged`, built once per table (a serving request takes rows of it)."""
+    """A tags column as :class:`Ragged`, built once per table."""
     cache = table.__dict__.setdefault("_ragged_columns", {})
     if col not in cache:
         cache[col] = Ragged.from_lists(list(table[col]))

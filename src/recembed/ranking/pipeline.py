@@ -60,7 +60,7 @@ class RetrieveThenRank:
         return out
 
 
-def _index_map(run_vocab: Any, data_vocab: Any, what: str) -> np.ndarray:
+def index_map(run_vocab: Any, data_vocab: Any, what: str) -> np.ndarray:
     idx = data_vocab.index(list(run_vocab.ids), unknown="ignore")
     if (idx < 0).any():
         raise ConfigError(f"the retriever's {what} ids are not all in the ranker's dataset "
@@ -68,10 +68,36 @@ def _index_map(run_vocab: Any, data_vocab: Any, what: str) -> np.ndarray:
     return np.asarray(idx, dtype=np.int64)
 
 
+def check_same_split(retriever_config: dict[str, Any], ranker_config: dict[str, Any] | None, ranker_dir: Any,
+                     flag: str = "--ranker", what: str = "the pipeline") -> dict[str, Any]:
+    """The ranker run's data spec, after checking that it was fitted on an interaction dataset and on the same data
+    and split as the retriever (else its training rows could hold the retriever's test pairs); a
+    :class:`ConfigError` naming ``flag`` otherwise. Shared by ``recembed pipeline`` and ``recembed bundle``."""
+    spec = (ranker_config or {}).get("data") or {}
+    if not spec.get("split"):
+        raise ConfigError(f"{flag}: {ranker_dir} was fitted on a CTR dataset ({spec.get('data')!r}), not on an "
+                          "interaction dataset and split: fit it with `recembed fit RANKER --data D --split S`")
+    if spec.get("data") != retriever_config.get("data", {}).get("data") or spec["split"] != retriever_config.get(
+            "split"):
+        raise ConfigError(f"{flag}: fitted on {spec.get('data')!r} split {spec['split']!r}, the retriever on "
+                          f"{retriever_config.get('data', {}).get('data')!r} split {retriever_config.get('split')!r}: "
+                          f"{what} needs both on the same data and split")
+    return spec
+
+
+def load_ranker_dataset(spec: dict[str, Any], data_root: str | None = None) -> Any:
+    """The dataset a ranker run was fitted on (its ``config.json`` ``data``), for its pair features."""
+    from ..data import catalog
+
+    dataset, _ = catalog.load_any(spec["data"], data_root or spec.get("data_root"), items=spec.get("items"),
+                                  users=spec.get("users"), columns=spec.get("columns"),
+                                  duplicates=spec.get("duplicates"))
+    return dataset
+
+
 def evaluate_pipeline(retriever_dir: str | Path, ranker_dir: str | Path, *, candidates: int = 200,
                       ks: tuple[int, ...] = (10, 20), data_root: str | None = None,
                       show_progress: bool = False) -> dict[str, Any]:
-    from ..data import catalog
     from ..runs import evaluate_split, load_run
     from .runs import load_ranker_run
 
@@ -79,22 +105,13 @@ def evaluate_pipeline(retriever_dir: str | Path, ranker_dir: str | Path, *, cand
         raise ConfigError(f"--candidates: must be >= 1, got {candidates}")
     ret = load_run(retriever_dir)
     rk = load_ranker_run(ranker_dir)
-    spec = rk.config.get("data") or {}
-    if not spec.get("split"):
-        raise ConfigError(f"--ranker: {ranker_dir} was fitted on a CTR dataset ({spec.get('data')!r}), not on an "
-                          "interaction dataset and split: fit it with `recembed fit RANKER --data D --split S`")
-    if spec.get("data") != ret.config.get("data", {}).get("data") or spec["split"] != ret.config.get("split"):
-        raise ConfigError(f"--ranker: fitted on {spec.get('data')!r} split {spec['split']!r}, the retriever on "
-                          f"{ret.config.get('data', {}).get('data')!r} split {ret.config.get('split')!r}: the pipeline "
-                          "needs both on the same data and split")
-    dataset, _ = catalog.load_any(spec["data"], data_root or spec.get("data_root"), items=spec.get("items"),
-                                  users=spec.get("users"), columns=spec.get("columns"),
-                                  duplicates=spec.get("duplicates"))
+    spec = check_same_split(ret.config, rk.config, ranker_dir)
+    dataset = load_ranker_dataset(spec, data_root)
     split = ret.split
     exclude = (split.train.csr() + split.valid.csr()).tocsr()
     base = ret.model.scorer_after(split.valid) if hasattr(ret.model, "scorer_after") and len(split.valid) else None
     pipe = RetrieveThenRank(ret.model, rk.model, dataset, exclude, candidates,
-                            _index_map(ret.users, dataset.users, "user"), _index_map(ret.items, dataset.items, "item"),
+                            index_map(ret.users, dataset.users, "user"), index_map(ret.items, dataset.items, "item"),
                             base)
     t = time.perf_counter()
     alone = evaluate_split(ret.model, split, "test", ks=ks, show_progress=show_progress)

@@ -194,25 +194,36 @@ class Schema:
 
     # -- encoding any part --------------------------------------------------------------------------------------
     def encode(self, frame: Frame) -> Encoded:
+        self._check_fitted()
+        arrays = {f.name: self.encode_column(f, _column(frame, f)) for f in self.fields}
+        return Encoded(arrays, np.asarray(frame.labels, dtype=np.float32), np.asarray(frame.users))
+
+    def _check_fitted(self) -> None:
         if not self.vocab and any(f.kind in TOKEN_KINDS for f in self.fields):
             raise DataError("the schema is not fitted: call fit(train) first")
-        arrays: dict[str, np.ndarray] = {}
-        for f in self.fields:
-            col = _column(frame, f)
-            if f.kind in TOKEN_KINDS:
-                idx = self._lookup(self.table_of(f.name)).index(col.values if isinstance(col, Ragged) else col)
-                arrays[f.name] = idx if f.kind == "categorical" else _pad(idx, col.offsets, self.lengths[f.name],
-                                                                          recent=f.kind == "sequence")
-            elif f.kind == "numeric":
-                x = np.asarray(col, dtype=np.float64)
-                mean, std = self.stats[f.name]
-                arrays[f.name] = np.nan_to_num((x - mean) / std, nan=0.0, posinf=0.0, neginf=0.0).astype(np.float32)
-            else:
-                x = np.asarray(col, dtype=np.float32)
-                if x.ndim != 2 or x.shape[1] != self.dims[f.name]:
-                    raise DataError(f"expected vectors of width {self.dims[f.name]}, got shape {x.shape}", field=f.name)
-                arrays[f.name] = x
-        return Encoded(arrays, np.asarray(frame.labels, dtype=np.float32), np.asarray(frame.users))
+
+    def encode_column(self, f: Field, col: Any) -> np.ndarray:
+        """One field's raw column (an array, or :class:`Ragged` for tags / sequences) as the model reads it.
+
+        Row ``r`` of the result depends on row ``r`` of ``col`` only: encoding an entity table once and
+        gathering its rows equals encoding the gathered rows (what the serving cache relies on)."""
+        self._check_fitted()
+        if f.kind in TOKEN_KINDS:
+            idx = self._lookup(self.table_of(f.name)).index(col.values if isinstance(col, Ragged) else col)
+            return idx if f.kind == "categorical" else _pad(idx, col.offsets, self.lengths[f.name],
+                                                            recent=f.kind == "sequence")
+        if f.kind == "numeric":
+            x = np.asarray(col, dtype=np.float64)
+            mean, std = self.stats[f.name]
+            return np.nan_to_num((x - mean) / std, nan=0.0, posinf=0.0, neginf=0.0).astype(np.float32)
+        x = np.asarray(col, dtype=np.float32)
+        if x.ndim != 2 or x.shape[1] != self.dims[f.name]:
+            raise DataError(f"expected vectors of width {self.dims[f.name]}, got shape {x.shape}", field=f.name)
+        return x
+
+    def token_index(self, name: str, values: Any) -> np.ndarray:
+        """Indices of raw tokens of field ``name`` (its table's vocabulary; unknown ones: the OOV bucket)."""
+        return self._lookup(self.table_of(name)).index(values)
 
     def _lookup(self, table: str) -> _TokenIndex:
         cache = self.__dict__.setdefault("_lookups", {})

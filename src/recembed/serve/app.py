@@ -7,7 +7,8 @@ CDN, they work offline)::
     GET  /health                                   model, serving kind, index, sizes
     GET  /v1/users?q=&limit=                       user ids containing q
     GET  /v1/users/{user_id}/history?limit=        the user's known items, newest first
-    GET  /v1/users/{user_id}/recommendations?k=&exclude_seen=
+    GET  /v1/users/{user_id}/recommendations?k=&exclude_seen=&candidates=
+                                                   with a ranker: the retriever's candidates re-ranked
     POST /v1/recommendations  {"history": [...], "k": 10}     an anonymous user / a session
     GET  /v1/items?q=&limit=                       items whose id or title contains q
     GET  /v1/items/{item_id}/similar?k=
@@ -53,6 +54,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from ..errors import DataError, RecembedError
 from .bundle import load_bundle
 from .middleware import MAX_K, Metrics, ServingMiddleware, dumps, error_response, user_recommendations_body
+from .ranker import MAX_CANDIDATES
 from .service import Conflict, NotFound, NotSupported, RecService, ServiceOptions
 
 try:  # Swagger UI and ReDoc from the package's own files (the serve extra), not from a CDN
@@ -73,7 +75,8 @@ BODY_ERRORS: dict[int | str, dict[str, Any]] = {  # documented in the OpenAPI sc
 class ItemOut(BaseModel):
     item_id: str
     title: str | None = None
-    score: float | None = None
+    score: float | None = Field(None, description="The retriever's score.")
+    probability: float | None = Field(None, description="With a ranker: its click probability (the order).")
 
 
 class RecommendationsOut(BaseModel):
@@ -81,6 +84,9 @@ class RecommendationsOut(BaseModel):
     k: int
     count: int = Field(..., description="Items returned: k, or fewer when fewer items are admissible.")
     index: str | None = None
+    stages: list[str] | None = Field(None, description="The stages that ran: retrieve, and rank with a ranker.")
+    ranker: str | None = None
+    candidates: int | None = Field(None, description="With a ranker: how many retrieved items it re-ranked.")
     user_id: str | None = None
     item_id: str | None = None
 
@@ -165,6 +171,7 @@ def create_app(config: AppConfig) -> FastAPI:
         # verifies format and checksums (and the signature when required): a bad bundle stops start-up
         bundle = load_bundle(config.bundle, require_signature=config.require_signature)
         app.state.service = RecService(bundle, config.options)
+        app.state.service.stage_observer = metrics.observe_stage
         gc.collect()
         gc.freeze()  # the bundle's objects leave the collector's generations: no long full collections later
         yield
@@ -247,17 +254,22 @@ def create_app(config: AppConfig) -> FastAPI:
         return _json({"user_id": user_id, "items": service(request).user_history(user_id, limit)})
 
     @app.get("/v1/users/{user_id:path}/recommendations", responses={200: {"model": RecommendationsOut}})
-    async def user_recommendations(request: Request, user_id: str, k: int = Query(10, ge=1, le=MAX_K),
-                                   exclude_seen: bool = Query(True)) -> Response:
-        body = user_recommendations_body(service(request), user_id, k, exclude_seen)
-        return Response(body, media_type="application/json")
+    async def user_recommendations(
+            request: Request, user_id: str, k: int = Query(10, ge=1, le=MAX_K), exclude_seen: bool = Query(True),
+            candidates: int | None = Query(None, ge=1, le=MAX_CANDIDATES,
+                                           description="Bundles with a ranker: items the retriever proposes for it "
+                                                       "to re-rank (>= k; default: the bundle's / --candidates)")
+    ) -> Response:
+        body, timing = user_recommendations_body(service(request), user_id, k, exclude_seen, candidates)
+        return Response(body, media_type="application/json", headers={"server-timing": timing.decode()})
 
     @app.post("/v1/recommendations", responses={200: {"model": RecommendationsOut}, **BODY_ERRORS},
               dependencies=[Depends(json_content_type)])
     async def history_recommendations(request: Request, body: HistoryRequest) -> Response:
         svc = service(request)
         items = svc.recommend_history(body.history, body.k)
-        return _json({"k": body.k, "count": len(items), "index": svc.index_kind, "items": items})
+        return _json({"k": body.k, "count": len(items), "index": svc.index_kind, "stages": ["retrieve"],
+                      "items": items})
 
     @app.get("/v1/items")
     async def items(request: Request, q: str = Query("", max_length=200),
@@ -289,8 +301,10 @@ def app_from_env() -> FastAPI:
         raise RuntimeError("RECEMBED_SERVE_BUNDLE is not set (the bundle directory to serve)")
     params = json.loads(env.get("RECEMBED_SERVE_INDEX_PARAMS", "{}"))
     workers = int(env.get("RECEMBED_SERVE_WORKERS", "1"))
+    candidates = env.get("RECEMBED_SERVE_CANDIDATES")
     options = ServiceOptions(index=env.get("RECEMBED_SERVE_INDEX") or None, index_params=params,
-                             threads=int(env.get("RECEMBED_SERVE_THREADS", "1")), allow_add_items=workers == 1)
+                             threads=int(env.get("RECEMBED_SERVE_THREADS", "1")), allow_add_items=workers == 1,
+                             candidates=int(candidates) if candidates else None)
     return create_app(AppConfig(bundle=bundle, options=options,
                                 api_key_env=env.get("RECEMBED_SERVE_API_KEY_ENV", "RECEMBED_API_KEY"),
                                 max_body_bytes=int(env.get("RECEMBED_SERVE_MAX_BODY", str(1 << 20))),

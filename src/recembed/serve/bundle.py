@@ -15,6 +15,8 @@ Layout::
       items.parquet            item vocabulary (``id``) and ``title`` when the run had titles
       content/...              content encoder state and head arrays (content-capable bundles only)
       index/items.<kind>.faiss optional FAISS index over ``item_vectors`` (FAISS's own binary format)
+      ranker/...               optional ranking stage (``--ranker``): the ranker's model.json + model.safetensors and
+                               the user / item feature tables it reads (:mod:`.ranker`)
       signature.json           optional HMAC-SHA256 of manifest.json (``sign`` / ``--sign``; see :mod:`.signing`)
 
 Written into a temporary directory beside ``BUNDLE`` and renamed into place (a crash leaves no half
@@ -64,6 +66,7 @@ from .bundle_read import (  # noqa: F401 - re-exported: the reading side of this
     verify_bundle,
 )
 from .content import CONTENT_HEADS, ENCODER_FILE, HEAD_FILE, VOCAB_FILE, ContentEncoder
+from .ranker import RankerPart, write_ranker
 from .signing import SIGNATURE, bundle_key, is_signed, sign_manifest
 
 
@@ -153,13 +156,15 @@ def write_bundle(
     overwrite: bool = False,
     sign: bool = False,
     progress: Callable[[str], None] | None = None,
+    ranker: RankerPart | None = None,
 ) -> Path:
     """Write a bundle directory atomically (see the module docstring); returns its path.
 
     ``index`` (``flat`` / ``hnsw`` / ``ivfpq``) also builds and stores a FAISS index over the item vectors
     (embedding bundles only; the exact index needs no file). ``sign``: also write ``signature.json`` with the key
     in ``RECEMBED_BUNDLE_KEY`` (an error when unset). ``progress``: called with the name of each step
-    (:data:`WRITE_STEPS`) as it starts.
+    (:data:`WRITE_STEPS`) as it starts. ``ranker``: also store a ranking stage (:mod:`.ranker`), its features
+    aligned to ``users`` / ``items``.
     """
     step = progress or (lambda name: None)
     sign_key = bundle_key(required=True, purpose="signing a bundle (--sign)") if sign else None
@@ -206,6 +211,7 @@ def write_bundle(
             "source": source or {},
             "content": None,
             "index": None,
+            "ranker": None,
             "libraries": _versions(("faiss-cpu",) if index else ()),
         }
         step("vectors and content")
@@ -219,6 +225,9 @@ def write_bundle(
                 _write_parquet(tmp / VOCAB_FILE, pa.table({"term": pa.array(terms, pa.string())}))
             _save_tensors(tmp / HEAD_FILE, CONTENT_HEADS[model.name].state(model))
             manifest["content"] = {**content.spec(), "head": model.name}
+        if ranker is not None:
+            step(f"ranker ({ranker.model.name})")
+            manifest["ranker"] = write_ranker(tmp, ranker, len(users), len(items))
         step(f"index ({index})" if index else "index (none)")
         if index is not None:
             manifest["index"] = _build_index_file(tmp, index, index_params or {}, vectors[1])
@@ -249,11 +258,15 @@ def _build_index_file(root: Path, kind: str, params: dict[str, Any], item_vector
 
 def bundle_from_run(run_dir: str | Path, out: str | Path, *, index: str | None = None,
                     index_params: dict[str, Any] | None = None, data_root: str | Path | None = None,
-                    overwrite: bool = False, sign: bool = False, progress: Callable[[str], None] | None = None
+                    overwrite: bool = False, sign: bool = False, progress: Callable[[str], None] | None = None,
+                    ranker_dir: str | Path | None = None, candidates: int | None = None
                     ) -> tuple[Path, list[str]]:
     """Bundle a run directory (``recembed fit`` output); returns ``(path, notes)``: notes say what was left
     out and why (e.g. no content encoder). ``sign`` / ``progress``: see :func:`write_bundle` (``progress`` also
-    gets ``"run"`` and ``"content encoder"``)."""
+    gets ``"run"``, ``"ranker features"`` and ``"content encoder"``). ``ranker_dir``: a ranker run fitted on the
+    same data and split (``recembed fit deepfm --data D --split S``), stored with the feature tables it reads
+    (read from its dataset under ``data_root`` now, so that serving needs none); ``candidates``: how many items
+    the retriever proposes to it per request by default (200)."""
     from ..data.interactions import Interactions
     from ..runs import load_run
     from .content import encoder_for_run
@@ -262,6 +275,18 @@ def bundle_from_run(run_dir: str | Path, out: str | Path, *, index: str | None =
         progress("run")
     run = load_run(run_dir)
     notes: list[str] = []
+    part = None
+    if ranker_dir is not None:
+        from .ranker import DEFAULT_CANDIDATES, ranker_for_run
+
+        if progress is not None:
+            progress("ranker features")
+        part = ranker_for_run(run, ranker_dir, data_root=None if data_root is None else str(data_root),
+                              candidates=DEFAULT_CANDIDATES if candidates is None else candidates)
+    elif candidates is not None:
+        from ..errors import ConfigError
+
+        raise ConfigError("--candidates: only with --ranker (the retriever's candidates for the ranker to re-rank)")
     split = run.split
     if hasattr(run.model, "sequences_"):  # the sequence a sequential model conditions on, through test
         seqs = run.model.sequences_.extend(Interactions.concat([split.valid, split.test]))
@@ -281,7 +306,7 @@ def bundle_from_run(run_dir: str | Path, out: str | Path, *, index: str | None =
                         history_items=hist, titles=None if run.titles is None else [str(t) for t in run.titles],
                         metrics=metrics, source={"run_dir": str(Path(run_dir).resolve()), "config": run.config},
                         content=content, index=index, index_params=index_params, overwrite=overwrite, sign=sign,
-                        progress=progress)
+                        progress=progress, ranker=part)
     return path, notes
 
 

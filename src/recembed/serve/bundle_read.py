@@ -47,6 +47,12 @@ class Bundle:
     item_vectors: np.ndarray | None  # (I, D) float32, "embedding" bundles
     content: ContentEncoder | None
     head_state: dict[str, np.ndarray] | None
+    ranker: Any = None  # a Ranker, when the bundle has a ranking stage (manifest "ranker")
+    ranker_features: Any = None  # its PairFeatures, aligned to users / items
+
+    @property
+    def ranker_meta(self) -> dict[str, Any] | None:
+        return self.manifest.get("ranker")
 
     @property
     def kind(self) -> str:
@@ -162,5 +168,10 @@ def load_bundle(path: str | Path, *, verify: bool = True, require_signature: boo
                  if (path / VOCAB_FILE).exists() else None)
         content = ContentEncoder.from_spec(spec, tensors, terms)
         head = _load_tensors(path / HEAD_FILE)
+    ranker = features = None
+    if manifest.get("ranker"):
+        from .ranker import read_ranker
+
+        ranker, features = read_ranker(path, manifest["ranker"], users.to_list(), items.to_list())
     return Bundle(path, manifest, model, users, items, titles, hist["indptr"].astype(np.int64),
-                  hist["items"].astype(np.int64), user_vectors, item_vectors, content, head)
+                  hist["items"].astype(np.int64), user_vectors, item_vectors, content, head, ranker, features)

@@ -10,7 +10,11 @@
 * similar items: cosine over item vectors (an index over the L2-normalised vectors; shared with the
   recommendation index when the vectors are unit-norm already), or the model's own ``similar_items``;
 * new items (:meth:`RecService.add_item`): the bundle's content encoder and the model's content head give an
-  item vector, appended to the indexes; the item is recommendable and similar at once.
+  item vector, appended to the indexes; the item is recommendable and similar at once;
+* retrieve-then-rank (bundles with a ranker, :mod:`.ranker`): a known user's recommendations are the
+  retriever's top ``candidates`` (the same search as above) re-ordered by the ranker's click probability, the top
+  ``k`` of them returned with both scores (:meth:`RecService.recommend_user_staged`). Anonymous histories and
+  similar items stay retrieval-only.
 
 The latency path is NumPy / FAISS on precomputed arrays; the only Python loops run over the ``k`` results.
 Not thread-safe for writes: the app runs every request on the event loop (one at a time per worker).
@@ -18,7 +22,8 @@ Not thread-safe for writes: the app runs every request on the event loop (one at
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import time
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -28,6 +33,7 @@ from ..errors import DataError, RecembedError
 from .bundle import Bundle, seen_matrix
 from .content import CONTENT_HEADS
 from .index import ExactIndex, ItemIndex, build_index, load_index, set_index_threads, topk_rows
+from .ranker import MAX_CANDIDATES, RankStage
 
 
 class NotFound(RecembedError, LookupError):
@@ -60,6 +66,9 @@ class ServiceOptions:
     allow_add_items: bool = True
     """Whether :meth:`RecService.add_item` may change the indexes (off with several workers: each worker has
     its own copy, so an added item would exist in one of them only)."""
+    candidates: int | None = None
+    """Bundles with a ranker: items the retriever proposes per request when the request does not say (None: the
+    bundle's setting, ``recembed bundle --candidates``, default 200); at most :data:`~.ranker.MAX_CANDIDATES`."""
 
 
 def _limit_blas_threads(threads: int) -> None:
@@ -69,6 +78,13 @@ def _limit_blas_threads(threads: int) -> None:
         threadpool_limits(threads)
     except ImportError:  # pragma: no cover - threadpoolctl comes with scikit-learn / the content extra
         pass
+
+
+def _limit_torch_threads(threads: int) -> None:
+    import torch
+
+    if torch.get_num_threads() != threads:
+        torch.set_num_threads(threads)
 
 
 class RecService:
@@ -94,6 +110,18 @@ class RecService:
         self._build_indexes()
         if bundle.content is not None and bundle.head_state is not None:
             self.head = CONTENT_HEADS[bundle.manifest["content"]["head"]](self.model, bundle.head_state["graph_part"])
+        self.rank: RankStage | None = None
+        if bundle.ranker is not None:
+            _limit_torch_threads(self.options.threads)
+            default = self.options.candidates or bundle.manifest["ranker"].get("candidates") or 200
+            if not 1 <= default <= MAX_CANDIDATES:
+                raise DataError(f"must be from 1 to {MAX_CANDIDATES}, got {default}", field="candidates")
+            self.rank = RankStage(bundle.ranker, bundle.ranker_features, int(default))
+        elif self.options.candidates is not None:
+            raise DataError("the bundle has no ranker (bundle it with `recembed bundle RUN --ranker RANKER_RUN`)",
+                            field="candidates")
+        self.stage_observer: Callable[[str, float], None] | None = None
+        """Called with ``(stage, seconds)`` for each stage of a user's recommendations (the app's metrics)."""
 
     # -- set-up -----------------------------------------------------------------------------------
     def _build_indexes(self) -> None:
@@ -125,7 +153,10 @@ class RecService:
         m = self.bundle.manifest
         return {"model": m["model"]["name"], "serving": m["serving"]["kind"], "index": self.index_kind,
                 "users": len(self.user_ids), "items": len(self.item_ids), "added_items": len(self.added),
-                "content": bool(self.head), "bundle_created": m.get("created")}
+                "content": bool(self.head), "bundle_created": m.get("created"),
+                "ranker": None if self.rank is None else self.rank.name,
+                "candidates": None if self.rank is None else self.rank.candidates,
+                "stages": ["retrieve", "rank"] if self.rank is not None else ["retrieve"]}
 
     # -- ids ----------------------------------------------------------------------------------------
     def user_index(self, user_id: str) -> int:
@@ -184,14 +215,61 @@ class RecService:
                 scores[np.repeat(np.arange(len(users)), lens), np.concatenate(excl)] = -np.inf
         return topk_rows(scores, k)
 
-    def recommend_user(self, user_id: str, k: int = 10, exclude_seen: bool = True) -> list[dict[str, Any]]:
+    def recommend_user(self, user_id: str, k: int = 10, exclude_seen: bool = True, candidates: int | None = None
+                       ) -> list[dict[str, Any]]:
+        """Top-``k`` for a known user (with a ranker: re-ranked candidates, see :meth:`recommend_user_staged`)."""
+        return self.recommend_user_staged(user_id, k, exclude_seen, candidates)[0]
+
+    def _candidates(self, k: int, candidates: int | None) -> int:
+        """How many items the retriever proposes: ``candidates`` (checked), else the default, at least ``k``."""
+        if self.rank is None:
+            if candidates is not None:
+                raise DataError("this bundle has no ranker, so there are no candidates to re-rank (bundle it with "
+                                "`recembed bundle RUN --ranker RANKER_RUN`)", field="candidates")
+            return k
+        if candidates is None:
+            return max(self.rank.candidates, k)
+        if isinstance(candidates, bool) or not 1 <= candidates <= MAX_CANDIDATES:
+            raise DataError(f"must be from 1 to {MAX_CANDIDATES}, got {candidates!r}", field="candidates")
+        if candidates < k:
+            raise DataError(f"must be >= k ({k}): the ranker returns the top k of the candidates, got {candidates}",
+                            field="candidates")
+        return int(candidates)
+
+    def recommend_user_staged(self, user_id: str, k: int = 10, exclude_seen: bool = True,
+                              candidates: int | None = None) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+        """``(items, stages)`` for a known user. Without a ranker: the retriever's top ``k`` (``score``). With one:
+        the retriever's top ``candidates`` (default: the bundle's / ``ServiceOptions.candidates``, at least ``k``),
+        re-ordered by the ranker's probability (ties: retrieval order), the first ``k``; each item has its retrieval
+        ``score`` and ranker ``probability``. ``stages``: ``{"stages": [...], "candidates": C | None,
+        "seconds": {stage: s}}``."""
         u = self.user_index(user_id)
+        c = self._candidates(k, candidates)
+        t0 = time.perf_counter()
         if self.rec_index is not None:  # the request path: one query, no batch bookkeeping
             exclude = [self._seen(u)] if exclude_seen else None
-            items, scores = self.rec_index.search(self.bundle.user_vectors[u: u + 1], k, exclude=exclude)
+            items, scores = self.rec_index.search(self.bundle.user_vectors[u: u + 1], c, exclude=exclude)
         else:
-            items, scores = self.recommend_user_idx(np.array([u]), k, exclude_seen)
-        return self._items(items[0], scores[0])
+            items, scores = self.recommend_user_idx(np.array([u]), c, exclude_seen)
+        items, scores = items[0], scores[0]
+        t1 = time.perf_counter()
+        seconds = {"retrieve": t1 - t0}
+        observe = self.stage_observer
+        if observe is not None:
+            observe("retrieve", seconds["retrieve"])
+        if self.rank is None:
+            return self._items(items, scores), {"stages": ["retrieve"], "candidates": None, "seconds": seconds}
+        keep = items >= 0
+        items, scores = items[keep], scores[keep]
+        probs = self.rank.probabilities(u, items)
+        order = np.argsort(-probs, kind="stable")[:k]
+        out = self._items(items[order], scores[order])
+        for row, p in zip(out, probs[order].tolist()):
+            row["probability"] = round(p, 6)
+        seconds["rank"] = time.perf_counter() - t1
+        if observe is not None:
+            observe("rank", seconds["rank"])
+        return out, {"stages": ["retrieve", "rank"], "candidates": c, "seconds": seconds}
 
     def recommend_history(self, history: Sequence[Any], k: int = 10) -> list[dict[str, Any]]:
         """Top-``k`` after an anonymous history (item ids, oldest first), without its items."""
@@ -271,6 +349,8 @@ class RecService:
         new = int(self.rec_index.add(vec)[0])
         if self.sim_index is not None and self.sim_index is not self.rec_index:
             self.sim_index.add(vec / max(float(np.linalg.norm(vec)), 1e-12))
+        if self.rank is not None:
+            self.rank.add_item(item_id)  # no attributes: OOV / zero features (see EncodedPairs.append_items)
         self.item_ids.append(item_id)
         self.item_pos[item_id] = new
         self.titles.append(title)

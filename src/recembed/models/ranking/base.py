@@ -184,6 +184,14 @@ class Ranker:
         enc = frame if isinstance(frame, Encoded) else self.schema_.encode(frame)
         return self._predict(self.module_, enc)
 
+    def predict_arrays(self, arrays: dict[str, np.ndarray]) -> np.ndarray:
+        """Click probabilities ``(n,)`` of encoded rows given as field name -> array, in one forward pass (the
+        serving path: a request's few hundred candidates; no gradient bookkeeping)."""
+        self._check_fitted()
+        with torch.inference_mode():
+            batch = {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in arrays.items()}
+            return torch.sigmoid(self.module_(batch)).numpy()
+
     def evaluate(self, frame: Frame) -> dict[str, Any]:
         """AUC, logloss, GAUC, ECE of ``frame``'s rows."""
         enc = self.schema_.encode(frame)
