@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from test_rankers import run_main
 
 from recembed.data import catalog
 from recembed.data.splits import make_split
@@ -21,27 +22,8 @@ class _Result:
 
 
 def _invoke(args: list[str]) -> _Result:
-    """The real entry point (``main``: a RecembedError is exit code 2 with a message), output captured."""
-    import contextlib
-    import io
-    import sys
-
-    from recembed.cli import main as cli_main
-
-    buf = io.StringIO()
-    argv, sys.argv = sys.argv, ["recembed", *args, "--no-progress"]
-    code, console_file = 0, cli_main.console._file  # None: rich follows sys.stdout
-    try:
-        with contextlib.redirect_stdout(buf), contextlib.redirect_stderr(buf):
-            cli_main.console.file = buf
-            try:
-                cli_main.main()
-            except SystemExit as exc:
-                code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
-    finally:
-        sys.argv = argv
-        cli_main.console._file = console_file
-    return _Result(code, buf.getvalue())
+    """The real entry point (``main``: a RecembedError is exit code 2 with a message), via test_rankers.run_main."""
+    return _Result(*run_main([*args, "--no-progress"]))
 
 
 @pytest.fixture(scope="module")
