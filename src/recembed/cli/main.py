@@ -91,16 +91,26 @@ def datasets(data_root: str | None) -> None:
               help="Text encoder for --text-columns (minilm: local all-MiniLM-L6-v2, cached; tfidf: no model).")
 @click.option("--cache-dir", type=click.Path(), default=None, help="Text-vector cache (default: ~/.cache/recembed).")
 @cold_users_option
-@click.option("--negatives", type=click.IntRange(min=1), default=4, show_default=True,
-              help="CTR rankers on interaction data: sampled non-clicks per interaction (ranking/implicit.py).")
-@click.option("--negative-sampling", type=click.Choice(["uniform", "popularity"]), default="uniform",
-              show_default=True, help="CTR rankers on interaction data: how the non-clicks are drawn.")
+@click.option("--negatives", type=click.IntRange(min=1), default=None,
+              help="CTR rankers on interaction data: sampled non-clicks per interaction (ranking/implicit.py; "
+                   "default 4).")
+@click.option("--negative-sampling", type=click.Choice(["uniform", "popularity"]), default=None,
+              help="CTR rankers on interaction data: how the non-clicks are drawn (default uniform).")
+@click.option("--retriever", "retriever_dir", type=click.Path(), default=None,
+              help="CTR rankers on interaction data: learn from this retrieval run's own candidates instead of "
+                   "sampled non-clicks (its top --candidates per validation user; ranking/candidates.py).")
+@click.option("--candidates", type=click.IntRange(min=1), default=None,
+              help="With --retriever: candidates per user (default 200).")
+@click.option("--retriever-folds", type=click.IntRange(min=0), default=None,
+              help="With --retriever: also learn from K out-of-fold refits of the retriever on its training part "
+                   "(default 0: the validation part's candidates only).")
 def fit(model: str, data: str, data_root: str | None, items_path: str | None, users_path: str | None,
         columns: str | None, duplicates: str | None, split_spec: str | None, sets: tuple[str, ...], out_dir: str,
         seed: int, ks: tuple[int, ...], no_progress: bool, threads: int | None, checkpoint_dir: str | None,
         resume: bool, monitor_test: bool, feature_specs: tuple[str, ...], text_columns: str, encoder: str,
-        cache_dir: str | None, cold_users: str, negatives: int,
-        negative_sampling: str) -> None:
+        cache_dir: str | None, cold_users: str, negatives: int | None,
+        negative_sampling: str | None, retriever_dir: str | None, candidates: int | None,
+        retriever_folds: int | None) -> None:
     """Fit MODEL, evaluate on validation and test, write RUN_DIR/metrics.json."""
     from ..data.splits import make_split
     from ..models.registry import is_ranker
@@ -113,8 +123,18 @@ def fit(model: str, data: str, data_root: str | None, items_path: str | None, us
                           split_spec=split_spec, items_path=items_path, users_path=users_path, columns=columns,
                           duplicates=duplicates, feature_specs=feature_specs, text_columns=text_columns,
                           monitor_test=monitor_test, encoder=encoder, cache_dir=cache_dir, negatives=negatives,
-                          negative_sampling=negative_sampling)
+                          negative_sampling=negative_sampling, retriever_dir=retriever_dir, candidates=candidates,
+                          retriever_folds=retriever_folds)
     from ..ranking.datasets import is_ctr_dataset
+
+    for value, flag in ((negatives, "--negatives"), (negative_sampling, "--negative-sampling"),
+                        (retriever_dir, "--retriever"), (candidates, "--candidates"),
+                        (retriever_folds, "--retriever-folds")):
+        if value is not None:
+            from ..errors import ConfigError
+
+            raise ConfigError(f"{flag}: only for the CTR rankers (recembed fit deepfm ...); {model} is a retrieval "
+                              "model")
 
     if is_ctr_dataset(data):
         from ..errors import ConfigError

@@ -9,6 +9,7 @@ L code levels; default all but a collision level). They are recorded under ``dat
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from rich.table import Table as RichTable
@@ -20,6 +21,9 @@ from .common import _parse_sets, console
 DATA_OPTIONS = {"split_spec": "--split", "items_path": "--items", "users_path": "--users", "columns": "--columns",
                 "duplicates": "--duplicates", "feature_specs": "--features", "text_columns": "--text-columns"}
 
+
+#: ``--retriever-folds`` when not given: out-of-fold refits of the retriever for the ranker's training rows
+DEFAULT_FOLDS = 0
 
 #: ``--set`` keys that configure the semantic-ID fields (data, not model hyperparameters)
 SID_KEYS = ("sid_features", "sid_ngram", "sid_id_offset", "sid_levels")
@@ -57,10 +61,33 @@ def _sid_options(params: dict[str, str]) -> dict[str, Any] | None:
     return out
 
 
+def _from_retriever(run: Any, retriever_dir: str, data: str, split: Any, dataset: Any, candidates: int, seed: int,
+                    folds: int, threads: int | None) -> tuple[Any, dict[str, Any]]:
+    """The CTR parts from the retrieval run's candidates (``ranking/candidates.py``) after checking that the run was
+    fitted on the same data and split; and what ``config.json`` records of it."""
+    from ..ranking.candidates import ctr_from_candidates
+
+    if run.config.get("kind") == "ranker" or "split" not in run.config:
+        raise ConfigError(f"--retriever: {retriever_dir} is not a retrieval run (`recembed fit MODEL --data D "
+                          "--split S --out RUN`)")
+    fitted = run.config.get("data", {}).get("data")
+    if fitted != data or run.config["split"] != split.spec:
+        raise ConfigError(f"--retriever: {retriever_dir} was fitted on {fitted!r} split {run.config['split']!r}, the "
+                          f"ranker is on {data!r} split {split.spec!r}: fit both on the same data and split")
+    if folds and hasattr(run.model, "scorer_after"):
+        folds = 0  # sequential retrievers: the validation part's candidates only (no random folds of sequences)
+    what = f"{run.config.get('model')}'s top {candidates} candidates" + (f" ({folds} out-of-fold refits)" if folds
+                                                                           else "")
+    with console.status(f"scoring {what}"):
+        ctr = ctr_from_candidates(dataset, run, candidates=candidates, seed=seed, folds=folds, threads=threads)
+    return ctr, {"retriever": {"run_dir": str(Path(retriever_dir).resolve()), "model": run.config.get("model")},
+                 "candidates": candidates, "retriever_folds": folds}
+
+
 def fit_ranker(model: str, data: str, data_root: str | None, sets: tuple[str, ...], out_dir: str, seed: int,
-               no_progress: bool, threads: int | None, checkpoint_dir: str | None, resume: bool, negatives: int = 4,
-               negative_sampling: str = "uniform",
-               **given: Any) -> None:
+               no_progress: bool, threads: int | None, checkpoint_dir: str | None, resume: bool,
+               negatives: int | None = None, negative_sampling: str | None = None, retriever_dir: str | None = None,
+               candidates: int | None = None, retriever_folds: int | None = None, **given: Any) -> None:
     from ..models.registry import model_class
     from ..ranking.datasets import CTR_DATASETS, is_ctr_dataset
 
@@ -68,10 +95,40 @@ def fit_ranker(model: str, data: str, data_root: str | None, sets: tuple[str, ..
         raise ConfigError(f"--monitor-test: {model} is a CTR ranker; it validates on the validation part's AUC")
     ctr_data = is_ctr_dataset(data)
     if ctr_data:
-        for key, flag in DATA_OPTIONS.items():
-            if given.get(key):
+        explicit = {**given, "negatives": negatives, "negative_sampling": negative_sampling,
+                    "retriever_dir": retriever_dir, "candidates": candidates, "retriever_folds": retriever_folds}
+        for key, flag in {**DATA_OPTIONS, "negatives": "--negatives", "negative_sampling": "--negative-sampling",
+                          "retriever_dir": "--retriever", "candidates": "--candidates",
+                          "retriever_folds": "--retriever-folds"}.items():
+            if explicit.get(key) not in (None, False, (), ""):
                 raise ConfigError(f"{flag}: {data} is a CTR dataset with its own fields and split (CTR datasets: "
                                   f"{sorted(CTR_DATASETS)}); on interaction data a ranker takes {flag}")
+    if retriever_dir is not None:
+        for value, flag in ((negatives, "--negatives"), (negative_sampling, "--negative-sampling")):
+            if value is not None:
+                raise ConfigError(f"{flag}: with --retriever the non-clicks are the retriever's own candidates, "
+                                  "not sampled items")
+    else:
+        for value, flag in ((candidates, "--candidates"), (retriever_folds, "--retriever-folds")):
+            if value is not None:
+                raise ConfigError(f"{flag}: only with --retriever RUN (the ranker learns from that run's candidates)")
+    negatives = 4 if negatives is None else negatives
+    negative_sampling = negative_sampling or "uniform"
+    retriever_run = None
+    if retriever_dir is not None:
+        from ..errors import DataError
+        from ..io import read_json
+        from ..runs import load_run
+
+        config = Path(retriever_dir) / "config.json"
+        saved = read_json(config) if config.is_file() else None
+        if isinstance(saved, dict) and saved.get("kind") == "ranker":
+            raise ConfigError(f"--retriever: {retriever_dir} is a ranker run; give a retrieval run (`recembed fit "
+                              "MODEL --data D --split S --out RUN`)")
+        try:
+            retriever_run = load_run(retriever_dir)
+        except DataError as exc:
+            raise ConfigError(f"--retriever: {exc}") from None
     params = _parse_sets(sets)
     sid = _sid_options(params)
     model_class(model)(**params)  # unknown keys / bad values before the data
@@ -96,11 +153,21 @@ def fit_ranker(model: str, data: str, data_root: str | None, sets: tuple[str, ..
         with console.status(f"loading {data}"):
             dataset, default_split = load_data(data, data_root, given.get("items_path"), given.get("users_path"),
                                                given.get("columns"), given.get("duplicates"))
-            split = make_split(dataset, given.get("split_spec") or default_split, seed=seed)
+            split_spec = given.get("split_spec")
+            if split_spec is None and retriever_run is not None:  # the retriever's own split
+                split_spec = retriever_run.config.get("split")
+            split = make_split(dataset, split_spec or default_split, seed=seed)
         attach_content(dataset, given.get("feature_specs") or (), given.get("text_columns") or "",
                        given.get("encoder") or "minilm", given.get("cache_dir"), threads)
-        ctr = ctr_from_split(dataset, split, negatives=negatives, seed=seed, sampling=negative_sampling)
-        spec.update({"split": split.spec, "negatives": negatives, "negative_sampling": negative_sampling, "features": list(given.get("feature_specs") or ()),
+        if retriever_dir is not None:
+            ctr, fitted_on = _from_retriever(retriever_run, retriever_dir, data, split, dataset, candidates or 200,
+                                             seed, DEFAULT_FOLDS if retriever_folds is None else retriever_folds,
+                                             threads)
+            spec.update(fitted_on)
+        else:
+            ctr = ctr_from_split(dataset, split, negatives=negatives, seed=seed, sampling=negative_sampling)
+            spec.update({"negatives": negatives, "negative_sampling": negative_sampling})
+        spec.update({"split": split.spec, "features": list(given.get("feature_specs") or ()),
                      "text_columns": given.get("text_columns") or None,
                      **{k: given[v] for k, v in (("items", "items_path"), ("users", "users_path"),
                                                   ("columns", "columns"), ("duplicates", "duplicates"))
@@ -145,9 +212,13 @@ def register(cli) -> None:  # noqa: ANN001
     @click.option("--data-root", type=click.Path(), default=None, help="Where the ranker's dataset lives, if moved.")
     @click.option("--out", "out_dir", type=click.Path(file_okay=False), default=None,
                   help="Write OUT/metrics.json (retriever alone vs the pipeline).")
+    @click.option("--refit", is_flag=True,
+                  help="Fit the retriever's model again on training + validation before the test stage (the "
+                       "production protocol for a ranker fitted with --retriever); its own list is reported too.")
+    @click.option("--threads", type=click.IntRange(min=1), default=None, help="Torch / BLAS threads for --refit.")
     @click.option("--no-progress", is_flag=True, help="Hide progress bars.")
     def pipeline(retriever_dir: str, ranker_dir: str, candidates: int, ks: tuple[int, ...], data_root: str | None,
-                 out_dir: str | None, no_progress: bool) -> None:
+                 out_dir: str | None, refit: bool, threads: int | None, no_progress: bool) -> None:
         """Retrieve-then-rank: the ranker re-orders the retriever's top candidates; test metrics of both."""
         from pathlib import Path
 
@@ -157,14 +228,22 @@ def register(cli) -> None:  # noqa: ANN001
         if max(ks) > candidates:
             raise ConfigError(f"--ks: {max(ks)} is above --candidates {candidates} (metrics past the candidates "
                               "would rank items the ranker never saw)")
+        if threads:
+            import torch
+
+            torch.set_num_threads(threads)
         result = evaluate_pipeline(retriever_dir, ranker_dir, candidates=candidates, ks=ks, data_root=data_root,
-                                   show_progress=not no_progress)
+                                   show_progress=not no_progress, refit=refit, threads=threads)
         table = RichTable(title=f"retrieve {candidates} then rank  ({result['users']} test users)")
         table.add_column("")
         names = [f"{m}@{k}" for k in ks for m in ("recall", "ndcg")]
         for n in names:
             table.add_column(n, justify="right")
-        for label, key in (("retriever alone", "retriever_alone"), ("retriever + ranker", "pipeline")):
+        rows = [("retriever alone", "retriever_alone")]
+        if refit:
+            rows.append(("retriever refitted on train + valid", "retriever_refit_alone"))
+        rows.append(("refitted retriever + ranker" if refit else "retriever + ranker", "pipeline"))
+        for label, key in rows:
             table.add_row(label, *(f"{result[key].get(n, float('nan')):.4f}" for n in names))
         console.print(table)
         sec = result["seconds"]

@@ -26,6 +26,15 @@ from ..errors import DataError
 from .datasets import CTRData
 from .schema import OOV, Field, Frame, Ragged, Schema
 
+#: fields that describe the pair itself, not a side: the retriever's score of the item for the user and the item's
+#: place in the retriever's list (``log(1 + rank)``, 0 = first). A ranker fitted on a retriever's candidates
+#: (:mod:`recembed.ranking.candidates`) reads them; the pipeline and the service pass them per request.
+RETRIEVAL_SCORE, RETRIEVAL_RANK, RETRIEVAL_GAP = "retrieval_score", "retrieval_rank", "retrieval_gap"
+PAIR_FIELDS = (RETRIEVAL_SCORE, RETRIEVAL_RANK, RETRIEVAL_GAP)
+#: per-entity fields from the retriever's training part: ``log(1 + interactions)`` of the user / the item
+#: (:func:`activity`); the ranker then knows what popularity the retriever's score already holds.
+USER_ACTIVITY, ITEM_POPULARITY = "user_train_count", "item_train_count"
+ACTIVITY_FIELDS = (USER_ACTIVITY, ITEM_POPULARITY)
 TABLE_KINDS = {"categorical": "categorical", "tags": "tags", "numeric": "numeric", "vector": "vector"}
 HIGH_CARDINALITY = 0.5  # a categorical column with more distinct values than this share of rows: min_count 2
 
@@ -60,9 +69,42 @@ def fields_for(dataset: Dataset) -> list[Field]:
 
 
 def pair_frame(dataset: Dataset, fields: list[Field], users: np.ndarray, items: np.ndarray,
-               labels: np.ndarray | None = None) -> Frame:
-    """The rows of ``(user index, item index)`` pairs, with ``fields``' columns read from the dataset's tables."""
-    return PairFeatures.from_dataset(dataset, fields).frame(users, items, labels)
+               labels: np.ndarray | None = None, pair: dict[str, np.ndarray] | None = None,
+               counts: tuple[np.ndarray, np.ndarray] | None = None) -> Frame:
+    """The rows of ``(user index, item index)`` pairs, with ``fields``' columns read from the dataset's tables
+    (``pair``: the :data:`PAIR_FIELDS` columns; ``counts``: see :meth:`PairFeatures.from_dataset`)."""
+    return PairFeatures.from_dataset(dataset, fields, counts).frame(users, items, labels, pair)
+
+
+def retrieval_columns(scores: np.ndarray) -> dict[str, np.ndarray]:
+    """The :data:`PAIR_FIELDS` of a ``(B, C)`` block of candidates' retrieval scores, each row one user's
+    candidates in any order: the score itself, ``log(1 + rank)`` of its place in the user's list (0 = best; ties
+    keep column order) and its gap to the user's best candidate (>= 0: comparable across users whose scores differ
+    in scale, and independent of the number of candidates). Flattened row-major, as the candidates' rows are."""
+    scores = np.asarray(scores, dtype=np.float64)
+    order = np.argsort(-scores, axis=1, kind="stable")
+    rank = np.empty_like(order)
+    np.put_along_axis(rank, order, np.broadcast_to(np.arange(scores.shape[1]), scores.shape), axis=1)
+    gap = np.nanmax(np.where(np.isfinite(scores), scores, np.nan), axis=1, keepdims=True) - scores
+    return {RETRIEVAL_SCORE: scores.ravel(), RETRIEVAL_RANK: np.log1p(rank.ravel().astype(np.float64)),
+            RETRIEVAL_GAP: gap.ravel()}
+
+
+def activity(train: Any, user_map: np.ndarray, item_map: np.ndarray, num_users: int, num_items: int
+             ) -> tuple[np.ndarray, np.ndarray]:
+    """Interactions per user and per item of a run's training part (``train``: its :class:`Interactions`, in run
+    indices), as arrays over the dataset's users / items (``user_map`` / ``item_map``: run index -> dataset
+    index); what :data:`ACTIVITY_FIELDS` read."""
+    users = np.zeros(num_users, np.float64)
+    items = np.zeros(num_items, np.float64)
+    np.add.at(users, user_map[np.asarray(train.user_idx, np.int64)], 1.0)
+    np.add.at(items, item_map[np.asarray(train.item_idx, np.int64)], 1.0)
+    return users, items
+
+
+def pair_fields(fields: list[Field]) -> list[str]:
+    """The :data:`PAIR_FIELDS` among ``fields`` (those a ranker needs the retriever's scores for)."""
+    return [f.name for f in fields if f.name in PAIR_FIELDS]
 
 
 @dataclass
@@ -80,12 +122,18 @@ class PairFeatures:
     """field name -> ``(side "user" | "item", kind, column)``."""
 
     @classmethod
-    def from_dataset(cls, dataset: Dataset, fields: list[Field]) -> PairFeatures:
-        """The columns of ``fields`` from the dataset's tables (cached on the dataset per field list)."""
+    def from_dataset(cls, dataset: Dataset, fields: list[Field],
+                     counts: tuple[np.ndarray, np.ndarray] | None = None) -> PairFeatures:
+        """The columns of ``fields`` from the dataset's tables (cached on the dataset per field list); the
+        :data:`ACTIVITY_FIELDS` from ``counts`` (:func:`activity`: per dataset user, per dataset item)."""
         key = tuple(f.name for f in fields)
+        wanted = [name for name in ACTIVITY_FIELDS if name in key]
+        if wanted and counts is None:
+            raise DataError(f"field(s) {wanted} count the retriever's training interactions: pass its split's counts",
+                            field=wanted[0])
         cache = dataset.__dict__.setdefault("_pair_features", {})
         if key not in cache:
-            names = set(key)
+            names = set(key) - set(PAIR_FIELDS) - set(ACTIVITY_FIELDS)
             cols: dict[str, tuple[str, str, Any]] = {}
             for name, side, col, kind in feature_columns(dataset):
                 if name not in names:
@@ -96,11 +144,18 @@ class PairFeatures:
             if missing:
                 raise DataError(f"the dataset has no column for field(s) {sorted(missing)}")
             cache[key] = cls(dataset.users.ids, dataset.items.ids, cols)
-        return cache[key]
+        if not wanted:
+            return cache[key]
+        base = cache[key]
+        extra = {USER_ACTIVITY: ("user", "numeric", np.log1p(counts[0])),
+                 ITEM_POPULARITY: ("item", "numeric", np.log1p(counts[1]))}
+        return cls(base.user_ids, base.item_ids, {**base.columns, **{n: extra[n] for n in wanted}})
 
     def side(self, name: str) -> str:
         if name in ("user_id", "item_id"):
             return name[:4]
+        if name in PAIR_FIELDS:
+            return "pair"
         try:
             return self.columns[name][0]
         except KeyError:
@@ -126,13 +181,17 @@ class PairFeatures:
             cols[name] = (side, kind, values.take(idx) if isinstance(values, Ragged) else values[idx])
         return PairFeatures(self.user_ids[users], self.item_ids[items], cols)
 
-    def frame(self, users: np.ndarray, items: np.ndarray, labels: np.ndarray | None = None) -> Frame:
-        """Raw rows of ``(user index, item index)`` pairs (with every field's column)."""
+    def frame(self, users: np.ndarray, items: np.ndarray, labels: np.ndarray | None = None,
+              pair: dict[str, np.ndarray] | None = None) -> Frame:
+        """Raw rows of ``(user index, item index)`` pairs (with every field's column; ``pair``: the
+        :data:`PAIR_FIELDS` columns, one value per row)."""
         users, items = np.asarray(users, dtype=np.int64), np.asarray(items, dtype=np.int64)
         cols: dict[str, object] = {"user_id": self.user_ids[users], "item_id": self.item_ids[items]}
         for name, (side, _, values) in self.columns.items():
             idx = users if side == "user" else items
             cols[name] = values.take(idx) if isinstance(values, Ragged) else values[idx]
+        for name, values in (pair or {}).items():
+            cols[name] = np.asarray(values, dtype=np.float64)
         y = np.ones(len(users), np.float32) if labels is None else np.asarray(labels, np.float32)
         return Frame(cols, y, self.user_ids[users])
 
@@ -151,8 +210,11 @@ class EncodedPairs:
         self.names = schema.names()
         self.user_arrays: dict[str, np.ndarray] = {}
         self.item_arrays: dict[str, np.ndarray] = {}
+        self.pair_names = pair_fields(schema.fields)
         for f in schema.fields:
             side = features.side(f.name)
+            if side == "pair":
+                continue
             col = features.column(f.name)
             if (f.kind in ("tags", "sequence")) != isinstance(col, Ragged):
                 raise DataError(f"the ranker reads {f.name!r} as {f.kind}, the features hold another kind of column",
@@ -161,15 +223,22 @@ class EncodedPairs:
         self.num_users = len(features.user_ids)
         self.num_items = len(features.item_ids)
 
-    def arrays(self, users: np.ndarray, items: np.ndarray) -> dict[str, np.ndarray]:
-        """Encoded rows of ``(user index, item index)`` pairs, field name -> array (the schema's field order)."""
+    def arrays(self, users: np.ndarray, items: np.ndarray,
+               pair: dict[str, np.ndarray] | None = None) -> dict[str, np.ndarray]:
+        """Encoded rows of ``(user index, item index)`` pairs, field name -> array (the schema's field order);
+        ``pair``: the :data:`PAIR_FIELDS` columns the ranker reads (:func:`retrieval_columns`)."""
         users, items = np.asarray(users, dtype=np.int64), np.asarray(items, dtype=np.int64)
+        if self.pair_names and (pair is None or not set(self.pair_names) <= set(pair)):
+            raise DataError(f"this ranker reads the retriever's {self.pair_names} (it was fitted on a retriever's "
+                            "candidates): pass them with the pairs", field=self.pair_names[0])
         out = {}
         for name in self.names:
             if name in self.user_arrays:
                 out[name] = self.user_arrays[name][users]
-            else:
+            elif name in self.item_arrays:
                 out[name] = self.item_arrays[name][items]
+            else:
+                out[name] = self.schema.encode_column(self.schema.field(name), np.asarray(pair[name], np.float64))
         return out
 
     def append_items(self, item_ids: list[str]) -> None:

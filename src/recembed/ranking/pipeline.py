@@ -20,39 +20,44 @@ from typing import Any
 import numpy as np
 
 from ..errors import ConfigError
-from .implicit import pair_frame
+from .implicit import ACTIVITY_FIELDS, activity, pair_fields, pair_frame, retrieval_columns
 
 
 class RetrieveThenRank:
     """A scorer over all items: the ranker's probabilities on the retriever's top ``candidates``, ``-inf`` elsewhere."""
 
     def __init__(self, retriever: Any, ranker: Any, dataset: Any, exclude: Any, candidates: int,
-                 user_map: np.ndarray, item_map: np.ndarray, base: Any = None) -> None:
+                 user_map: np.ndarray, item_map: np.ndarray, base: Any = None, train: Any = None) -> None:
         self.retriever, self.ranker, self.dataset = retriever, ranker, dataset
         self.base = base or retriever.score  # sequential retrievers: the history through validation
         self.exclude, self.candidates = exclude, candidates
         self.user_map, self.item_map = user_map, item_map  # run index -> dataset index
         self.fields = ranker.schema_.fields
+        self.with_scores = bool(pair_fields(self.fields))  # fitted on the retriever's candidates: reads its scores
+        self.counts = None  # ... and the retriever's training counts (``train``: its training part)
+        if train is not None and any(f.name in ACTIVITY_FIELDS for f in self.fields):
+            self.counts = activity(train, user_map, item_map, dataset.num_users, dataset.num_items)
         self.rank_seconds = 0.0
         self.retrieve_seconds = 0.0
 
-    def top(self, users: np.ndarray) -> np.ndarray:
-        """The retriever's ``(B, C)`` candidates (run item indices), masked items excluded."""
+    def top(self, users: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The retriever's ``(B, C)`` candidates (run item indices, best first), masked items excluded, and their
+        retrieval scores."""
+        from .candidates import top_candidates
+
         t = time.perf_counter()
-        scores = np.asarray(self.base(users), dtype=np.float32).copy()
-        rows = self.exclude[users]
-        scores[np.repeat(np.arange(len(users)), np.diff(rows.indptr)), rows.indices] = -np.inf
-        c = min(self.candidates, scores.shape[1])
-        top = np.argpartition(-scores, c - 1, axis=1)[:, :c]
+        top, scores = top_candidates(np.asarray(self.base(users), dtype=np.float32).copy(), self.exclude[users],
+                                     self.candidates)
         self.retrieve_seconds += time.perf_counter() - t
-        return top
+        return top, scores
 
     def score(self, users: np.ndarray) -> np.ndarray:
         users = np.asarray(users, dtype=np.int64)
-        top = self.top(users)
+        top, scores = self.top(users)
         t = time.perf_counter()
         u = np.repeat(users, top.shape[1])
-        frame = pair_frame(self.dataset, self.fields, self.user_map[u], self.item_map[top.ravel()])
+        frame = pair_frame(self.dataset, self.fields, self.user_map[u], self.item_map[top.ravel()],
+                           pair=retrieval_columns(scores) if self.with_scores else None, counts=self.counts)
         probs = self.ranker.predict(frame).reshape(top.shape)
         out = np.full((len(users), self.retriever.num_items_), -np.inf, dtype=np.float32)
         np.put_along_axis(out, top, probs, axis=1)
@@ -82,6 +87,11 @@ def check_same_split(retriever_config: dict[str, Any], ranker_config: dict[str, 
         raise ConfigError(f"{flag}: fitted on {spec.get('data')!r} split {spec['split']!r}, the retriever on "
                           f"{retriever_config.get('data', {}).get('data')!r} split {retriever_config.get('split')!r}: "
                           f"{what} needs both on the same data and split")
+    fitted_on = spec.get("retriever")
+    if fitted_on and fitted_on.get("model") != retriever_config.get("model"):
+        raise ConfigError(f"{flag}: {ranker_dir} was fitted on the candidates and scores of a "
+                          f"{fitted_on.get('model')!r} retriever ({fitted_on.get('run_dir')}), not of "
+                          f"{retriever_config.get('model')!r}: its retrieval-score fields would mean something else")
     return spec
 
 
@@ -97,8 +107,16 @@ def load_ranker_dataset(spec: dict[str, Any], data_root: str | None = None) -> A
 
 def evaluate_pipeline(retriever_dir: str | Path, ranker_dir: str | Path, *, candidates: int = 200,
                       ks: tuple[int, ...] = (10, 20), data_root: str | None = None,
-                      show_progress: bool = False) -> dict[str, Any]:
+                      show_progress: bool = False, refit: bool = False, threads: int | None = None) -> dict[str, Any]:
+    """Test metrics of the retriever alone and of retrieve-then-rank (module docstring).
+
+    ``refit``: the production protocol for a ranker fitted on the retriever's candidates (``--retriever``): the
+    retriever's model (same class and config) is fitted again on training + validation -- the interactions the
+    ranker learnt from -- and that retriever proposes the test stage's candidates; ``retriever_refit_alone`` is its
+    own list, the fair baseline (it uses the same interactions as the pipeline)."""
+    from ..data.interactions import Interactions
     from ..runs import evaluate_split, load_run
+    from .candidates import _refit
     from .runs import load_ranker_run
 
     if candidates < 1:
@@ -108,23 +126,32 @@ def evaluate_pipeline(retriever_dir: str | Path, ranker_dir: str | Path, *, cand
     spec = check_same_split(ret.config, rk.config, ranker_dir)
     dataset = load_ranker_dataset(spec, data_root)
     split = ret.split
+    if refit and (hasattr(ret.model, "scorer_after") or not len(split.valid)):
+        raise ConfigError("--refit: for non-sequential retrievers on a split with a validation part (sequential "
+                          "ones already continue their histories through validation)")
     exclude = (split.train.csr() + split.valid.csr()).tocsr()
-    base = ret.model.scorer_after(split.valid) if hasattr(ret.model, "scorer_after") and len(split.valid) else None
-    pipe = RetrieveThenRank(ret.model, rk.model, dataset, exclude, candidates,
-                            index_map(ret.users, dataset.users, "user"), index_map(ret.items, dataset.items, "item"),
-                            base)
+    users, items = index_map(ret.users, dataset.users, "user"), index_map(ret.items, dataset.items, "item")
+    out: dict[str, Any] = {"candidates": candidates, "retriever": str(retriever_dir), "ranker": str(ranker_dir)}
+    seconds: dict[str, float] = {}
     t = time.perf_counter()
     alone = evaluate_split(ret.model, split, "test", ks=ks, show_progress=show_progress)
-    alone_s = time.perf_counter() - t
+    seconds["retriever_alone"] = round(time.perf_counter() - t, 3)
+    out["retriever_alone"] = alone.summary if alone is not None else {}
+    model = ret.model
+    if refit:
+        t = time.perf_counter()
+        model = _refit(ret, Interactions.concat([split.train, split.valid]), None, dataset, ret.config.get("seed",
+                                                                                                            2020),
+                       threads)
+        seconds["refit"] = round(time.perf_counter() - t, 3)
+        again = evaluate_split(model, split, "test", ks=ks, show_progress=show_progress)
+        out["retriever_refit_alone"] = again.summary if again is not None else {}
+    base = model.scorer_after(split.valid) if hasattr(model, "scorer_after") and len(split.valid) else None
+    pipe = RetrieveThenRank(model, rk.model, dataset, exclude, candidates, users, items, base, split.train)
     t = time.perf_counter()
     both = evaluate_split(pipe, split, "test", ks=ks, show_progress=show_progress)
-    both_s = time.perf_counter() - t
-    users = int(both.summary.get("users", 0)) if both is not None else 0
-    return {"candidates": candidates, "retriever": str(retriever_dir), "ranker": str(ranker_dir),
-            "retriever_alone": alone.summary if alone is not None else {},
-            "pipeline": both.summary if both is not None else {},
-            "seconds": {"retriever_alone": round(alone_s, 3), "pipeline": round(both_s, 3),
-                        "pipeline_retrieve": round(pipe.retrieve_seconds, 3),
-                        "pipeline_rank": round(pipe.rank_seconds, 3)},
-            "users": users}
-
+    seconds.update({"pipeline": round(time.perf_counter() - t, 3), "pipeline_retrieve": round(pipe.retrieve_seconds, 3),
+                    "pipeline_rank": round(pipe.rank_seconds, 3)})
+    out.update({"pipeline": both.summary if both is not None else {}, "refit": refit, "seconds": seconds,
+                "users": int(both.summary.get("users", 0)) if both is not None else 0})
+    return out

@@ -82,6 +82,13 @@ class Ragged:
         idx = np.repeat(starts - offsets[:-1], lengths) + np.arange(offsets[-1])
         return Ragged(self.values[idx], offsets)
 
+    @staticmethod
+    def concat(parts: list[Ragged]) -> Ragged:
+        """The rows of ``parts`` one after the other."""
+        shifts = np.cumsum([0] + [p.offsets[-1] for p in parts[:-1]])
+        offsets = np.concatenate([parts[0].offsets[:1]] + [p.offsets[1:] + s for p, s in zip(parts, shifts)])
+        return Ragged(np.concatenate([p.values for p in parts]), offsets.astype(np.int64))
+
 
 @dataclass
 class Frame:
@@ -98,6 +105,13 @@ class Frame:
     def take(self, rows: np.ndarray) -> Frame:
         cols = {k: (v.take(rows) if isinstance(v, Ragged) else v[rows]) for k, v in self.columns.items()}
         return Frame(cols, self.labels[rows], self.users[rows])
+
+    @staticmethod
+    def concat(parts: list[Frame]) -> Frame:
+        """The rows of ``parts`` (the same columns) one after the other."""
+        cols = {k: (Ragged.concat([p.columns[k] for p in parts]) if isinstance(v, Ragged)
+                    else np.concatenate([p.columns[k] for p in parts])) for k, v in parts[0].columns.items()}
+        return Frame(cols, np.concatenate([p.labels for p in parts]), np.concatenate([p.users for p in parts]))
 
 
 def _strings(values: Any) -> pa.Array:

@@ -34,7 +34,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from ..errors import ConfigError, DataError
-from ..ranking.implicit import EncodedPairs, PairFeatures
+from ..ranking.implicit import EncodedPairs, PairFeatures, retrieval_columns
 from ..ranking.schema import Ragged
 from . import DEFAULT_CANDIDATES, MAX_CANDIDATES  # noqa: F401 - re-exported
 
@@ -65,6 +65,7 @@ def ranker_for_run(run: Any, ranker_dir: str | Path, *, data_root: str | None = 
     """The ranker run ``ranker_dir`` prepared for the bundle of the retrieval run ``run`` (a loaded run): refused
     (``ConfigError`` naming ``--ranker``) when fitted on a CTR dataset or on another data / split; its features are
     read from the ranker's dataset (``data_root``, else the run's) and aligned to the run's vocabularies."""
+    from ..ranking.implicit import activity
     from ..ranking.pipeline import check_same_split, index_map, load_ranker_dataset
     from ..ranking.runs import load_ranker_run
 
@@ -73,13 +74,14 @@ def ranker_for_run(run: Any, ranker_dir: str | Path, *, data_root: str | None = 
     spec = check_same_split(run.config, rk.config, ranker_dir, what="a bundle with a ranker (retrieve-then-rank)")
     schema = rk.model.schema_
     dataset = load_ranker_dataset(spec, data_root)
+    users, items = index_map(run.users, dataset.users, "user"), index_map(run.items, dataset.items, "item")
+    counts = activity(run.split.train, users, items, dataset.num_users, dataset.num_items)
     try:
-        features = PairFeatures.from_dataset(dataset, schema.fields)
+        features = PairFeatures.from_dataset(dataset, schema.fields, counts)
     except DataError as exc:
         raise ConfigError(f"--ranker: {ranker_dir} reads {exc} (a ranker fitted with --features / --text-columns "
                           "cannot be bundled yet: its content columns are not in the data's tables)") from None
-    features = features.realign(index_map(run.users, dataset.users, "user"),
-                                index_map(run.items, dataset.items, "item"))
+    features = features.realign(users, items)
     EncodedPairs(features, schema)  # every field encodes (a mismatch shows here, not at serving time)
     metrics = {k: rk.metrics[k] for k in ("test", "valid") if k in rk.metrics}
     for part in metrics.values():
@@ -175,9 +177,11 @@ class RankStage:
         self.name = model.name
         self.pairs = EncodedPairs(features, model.schema_)
 
-    def probabilities(self, user: int, items: np.ndarray) -> np.ndarray:
-        """The ranker's click probabilities ``(n,)`` of ``user`` with each of ``items`` (service indices)."""
-        return self.model.predict_arrays(self.pairs.arrays(np.full(len(items), user, dtype=np.int64), items))
+    def probabilities(self, user: int, items: np.ndarray, scores: np.ndarray | None = None) -> np.ndarray:
+        """The ranker's click probabilities ``(n,)`` of ``user`` with each of ``items`` (service indices), whose
+        retrieval ``scores`` a ranker fitted on the retriever's candidates reads (``--retriever``)."""
+        pair = retrieval_columns(np.asarray(scores)[None, :]) if self.pairs.pair_names else None
+        return self.model.predict_arrays(self.pairs.arrays(np.full(len(items), user, dtype=np.int64), items, pair))
 
     def add_item(self, item_id: str) -> None:
         self.pairs.append_items([item_id])

@@ -261,7 +261,7 @@ class RecService:
             return self._items(items, scores), {"stages": ["retrieve"], "candidates": None, "seconds": seconds}
         keep = items >= 0
         items, scores = items[keep], scores[keep]
-        probs = self.rank.probabilities(u, items)
+        probs = self.rank.probabilities(u, items, scores)
         order = np.argsort(-probs, kind="stable")[:k]
         out = self._items(items[order], scores[order])
         for row, p in zip(out, probs[order].tolist()):
