@@ -141,38 +141,38 @@ def _check_name(config_cls: type, name: str, where: str) -> None:
 def _from_table(config_cls: type, name: str, table: dict[str, Any], where: str) -> Param:
     unknown = sorted(set(table) - set(TABLE_KEYS))
     if unknown:
-        raise ConfigError(f"{where} [{name}]: unknown key(s) {unknown}{did_you_mean(unknown[0], TABLE_KEYS)}; "
+        raise ConfigError(f"{where}, {name}: unknown key(s) {unknown}{did_you_mean(unknown[0], TABLE_KEYS)}; "
                           f"expected low, high (log, step) or choices (doc, grid optional)")
     doc, grid_values = str(table.get("doc", "")), table.get("grid", ())
     if not isinstance(grid_values, list | tuple):
-        raise ConfigError(f"{where} [{name}]: grid must be a list of values, got {grid_values!r}")
+        raise ConfigError(f"{where}, {name}: grid must be a list of values, got {grid_values!r}")
     grid_values = tuple(tuple(v) if isinstance(v, list) else v for v in grid_values)
     if "choices" in table:
         if set(table) & set(RANGE_KEYS):
-            raise ConfigError(f"{where} [{name}]: give either choices or low/high, not both")
+            raise ConfigError(f"{where}, {name}: give either choices or low/high, not both")
         values = table["choices"]
         if not isinstance(values, list) or not values:
-            raise ConfigError(f"{where} [{name}]: choices must be a non-empty list, got {values!r}")
+            raise ConfigError(f"{where}, {name}: choices must be a non-empty list, got {values!r}")
         return Choice(tuple(tuple(v) if isinstance(v, list) else v for v in values), doc=doc)
     if "low" not in table or "high" not in table:
-        raise ConfigError(f"{where} [{name}]: a range needs both low and high (or give choices = [...])")
+        raise ConfigError(f"{where}, {name}: a range needs both low and high (or give choices = [...])")
     kind = _kind(config_cls, name)
     if kind is None:
-        raise ConfigError(f"{where} [{name}]: not a numeric field, so it takes choices = [...], not low/high")
+        raise ConfigError(f"{where}, {name}: not a numeric field, so it takes choices = [...], not low/high")
     log = table.get("log", False)
     if not isinstance(log, bool):
-        raise ConfigError(f"{where} [{name}]: log must be true or false, got {log!r}")
+        raise ConfigError(f"{where}, {name}: log must be true or false, got {log!r}")
+    if kind is int and not all(isinstance(table[k], int) and not isinstance(table[k], bool) for k in ("low", "high")):
+        raise ConfigError(f"{where}, {name}: an integer field, so low and high must be integers")
     try:
         if kind is int:
-            if not all(isinstance(table[k], int) and not isinstance(table[k], bool) for k in ("low", "high")):
-                raise ConfigError(f"{where} [{name}]: an integer field, so low and high must be integers")
             return Int(int(table["low"]), int(table["high"]), log=log, step=int(table.get("step", 1)), doc=doc,
                        grid=grid_values)
         step = table.get("step")
         return Float(float(table["low"]), float(table["high"]), log=log, step=None if step is None else float(step),
                      doc=doc, grid=grid_values)
     except (TypeError, ValueError):
-        raise ConfigError(f"{where} [{name}]: low, high and step must be numbers") from None
+        raise ConfigError(f"{where}, {name}: low, high and step must be numbers") from None
 
 
 def read_space_file(path: str | Path, config_cls: type) -> tuple[dict[str, Param], dict[str, Any], bool]:
@@ -206,24 +206,24 @@ def check_space(config_cls: type, space: dict[str, Param], fixed: dict[str, Any]
     try:
         build_config(config_cls, fixed)
     except ConfigError as exc:
-        raise ConfigError(f"{where}: {exc}") from None
+        raise ConfigError(f"{where}: the fixed values: {exc}") from None
     for name, p in space.items():
         _check_name(config_cls, name, where)
         if isinstance(p, Float | Int):
             if not p.low < p.high:
-                raise ConfigError(f"{where} [{name}]: low must be below high, got low={p.low}, high={p.high}")
+                raise ConfigError(f"{where}, {name}: low must be below high, got low={p.low}, high={p.high}")
             if p.log and p.low <= 0:
-                raise ConfigError(f"{where} [{name}]: a log scale needs low > 0, got low={p.low}")
+                raise ConfigError(f"{where}, {name}: a log scale needs low > 0, got low={p.low}")
             if p.step is not None and p.step <= 0:
-                raise ConfigError(f"{where} [{name}]: step must be > 0, got {p.step}")
+                raise ConfigError(f"{where}, {name}: step must be > 0, got {p.step}")
             if p.log and (p.step not in (None, 1)):
-                raise ConfigError(f"{where} [{name}]: step cannot be combined with log")
+                raise ConfigError(f"{where}, {name}: step cannot be combined with log")
         values = list(p.values) if isinstance(p, Choice) else [p.low, p.high]
         for value in [*values, *p.grid]:
             try:
                 build_config(config_cls, {**fixed, name: encode(value)})
             except ConfigError as exc:
-                raise ConfigError(f"{where} [{name}]: the value {value!r} is not valid ({exc})") from None
+                raise ConfigError(f"{where}, {name}: the value {value!r} is not valid ({exc})") from None
 
 
 def resolve(config_cls: type, model: str, sets: dict[str, Any], space_file: str | None = None
@@ -233,6 +233,10 @@ def resolve(config_cls: type, model: str, sets: dict[str, Any], space_file: str 
     space = declared_space(config_cls)
     fixed: dict[str, Any] = {}
     where = f"{config_cls.__name__}.SEARCH_SPACE"
+    try:
+        build_config(config_cls, sets)
+    except ConfigError as exc:
+        raise ConfigError(f"--set: {exc}") from None
     if space_file:
         entries, fixed, inherit = read_space_file(space_file, config_cls)
         space = {**(space if inherit else {}), **entries}

@@ -27,7 +27,7 @@ STUDY_NAME = "recembed"
 JOURNAL = "study.journal"
 SAMPLERS = ("tpe", "random", "grid")
 PRUNERS = ("median", "hyperband", "none")
-#: epochs a trial always runs before a pruner may stop it
+#: the first epoch at which a pruner may stop a trial
 WARMUP_EPOCHS = 5
 #: study attributes a resumed study must agree on (others, e.g. the space, may change with a warning)
 PINNED = ("model", "metric", "direction")
@@ -49,7 +49,7 @@ def make_sampler(name: str, seed: int, space: dict[str, spaces.Param], n_trials:
 
 def make_pruner(name: str, n_trials: int) -> optuna.pruners.BasePruner:
     """``median``: stop a trial whose validation metric is below the median of earlier trials at the same epoch,
-    from epoch :data:`WARMUP_EPOCHS` + 1 on, once a few trials completed (a third of ``n_trials``, 2 to 5: a slow
+    from epoch :data:`WARMUP_EPOCHS` on, once a few trials completed (a third of ``n_trials``, 2 to 5: a slow
     learning rate is not judged on its first epochs nor against a single trial); ``hyperband``: successive halving
     over epochs (each bracket's first rung at :data:`WARMUP_EPOCHS` epochs, growing threefold); ``none``."""
     if name == "median":
