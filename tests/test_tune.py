@@ -258,3 +258,20 @@ def test_every_declared_space_is_valid_and_documented() -> None:
         space, _ = spaces.resolve(config, name, {})
         spaces.check_space(config, space, {}, name)
         assert spaces.grid(space) and all(row[3] for row in spaces.describe(config, space)), name
+
+
+def test_a_second_worker_joins_the_study(tmp_path) -> None:
+    """What a ``--jobs`` worker process runs (here in this process): it joins the study and adds trials until the
+    study holds ``--trials``; the next command finds nothing left to search."""
+    from recembed.tuning.objectives import worker_main
+
+    out = tmp_path / "s"
+    args = ["tune", "ease", "--data", "synthetic:tiny", "--no-progress", "--out", str(out)]
+    code, text = run_main([*args, "--trials", "2"])
+    assert code == 0, text
+    worker_main(TuneSpec(model="ease", data="synthetic:tiny", out_dir=str(out), trials=4), 1, None)
+    study = studies.open_study(out, direction="maximize", sampler=optuna.samplers.RandomSampler(),
+                               pruner=optuna.pruners.NopPruner())
+    assert len(studies.finished(study)) == 4
+    code, text = run_main([*args, "--trials", "4"])
+    assert code == 0 and "nothing left to search" in text, text

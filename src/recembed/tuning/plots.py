@@ -47,8 +47,10 @@ def plot_history(trials: list[FrozenTrial], path: Path, metric: str, maximize: b
     xs = [t.number for t in done]
     ys = [t.value for t in done]
     ax.scatter(xs, ys, s=18, label="completed trial", zorder=3)
-    best = np.maximum.accumulate(ys) if maximize else np.minimum.accumulate(ys)
-    ax.step(xs, best, where="post", color="tab:red", label="best so far")
+    best = list(np.maximum.accumulate(ys) if maximize else np.minimum.accumulate(ys))
+    last = max(t.number for t in trials)  # the line runs on to the last trial (pruned or failed ones after the best)
+    ax.step([*xs, last] if last > xs[-1] else xs, [*best, best[-1]] if last > xs[-1] else best, where="post",
+            color="tab:red", label="best so far")
     pruned = [t for t in trials if t.state == TrialState.PRUNED and t.intermediate_values]
     if pruned:
         ax.scatter([t.number for t in pruned], [t.intermediate_values[t.last_step] for t in pruned], marker="x",
