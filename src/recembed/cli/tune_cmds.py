@@ -79,7 +79,7 @@ def run_tune(spec: Any, *, no_progress: bool) -> None:
         console.print(f"[yellow]warning:[/] --sampler grid: the grid has {spaces.grid_size(space)} points, "
                       f"--trials {spec.trials} runs only that many of them")
     with console.status(f"loading {spec.data}"):
-        problem = Problem(spec, console=console)
+        problem = Problem(spec)
     console.print(f"[bold]{problem.description}[/]  tuning {spec.model} on valid {metric} ({direction})")
     pruner_name = spec.pruner if problem.trainable else "none"
     if not problem.trainable and spec.pruner != "none":

@@ -95,7 +95,7 @@ def model_setup(spec: TuneSpec) -> tuple[type, dict[str, spaces.Param], dict[str
 class Problem:
     """The data of one study, loaded once, and the trial objective over it."""
 
-    def __init__(self, spec: TuneSpec, *, console: Any = None) -> None:
+    def __init__(self, spec: TuneSpec) -> None:
         from ..models.registry import is_ranker
         from ..models.trainable import TrainableRecommender
 
@@ -107,7 +107,7 @@ class Problem:
         if self.ranker:
             self._load_ctr()
         else:
-            self._load_interactions(console)
+            self._load_interactions()
 
     # -- data ---------------------------------------------------------------------------------------------------
     def _load_ctr(self) -> None:
@@ -121,7 +121,7 @@ class Problem:
         self.ctr = load_ctr(self.spec.data, self.spec.data_root)
         self.description = f"{self.ctr.name} {self.ctr.sizes()}"
 
-    def _load_interactions(self, console: Any) -> None:
+    def _load_interactions(self) -> None:
         from ..cli.data_opts import load_data
         from ..data.interactions import Interactions
         from ..data.splits import make_split
