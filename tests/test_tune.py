@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import optuna
 import pyarrow.parquet as pq
 import pytest
 from test_rankers import run_main
@@ -17,7 +18,6 @@ from recembed.tuning import space as spaces
 from recembed.tuning import study as studies
 from recembed.tuning.objectives import TRIAL_ERRORS, Problem, TuneSpec
 
-optuna = pytest.importorskip("optuna")
 #: a short, fast BPR on the tiny planted catalog (300 users x 200 items): ~0.03 s an epoch
 FAST_BPR = ("--set", "min_steps=4", "--set", "batch_size=1024", "--threads", "1", "--no-progress")
 
