@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -23,3 +25,7 @@ class FitOptions:
     """Where trainable models write checkpoints (None: no checkpoints)."""
     resume: bool = False
     """Continue from the checkpoint in ``checkpoint_dir`` if there is one."""
+    epoch_callback: Callable[[dict[str, Any]], None] | None = None
+    """Called by the trainer after every epoch with that epoch's history record (``epoch``, ``loss``,
+    ``valid_<metric>`` when it validated, ``elapsed_seconds``); it may raise to end the fit there (``recembed tune``
+    reports to Optuna and raises ``TrialPruned``). None: nothing is called (the default)."""

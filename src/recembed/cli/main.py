@@ -9,6 +9,7 @@
     recembed similar RUN_DIR --item ID [--k 10]
     recembed compare RUN_A RUN_B [--metric ndcg@10]
     recembed ensemble RUN_A RUN_B ... --out RUN_DIR [--weights 1,1,...]
+    recembed tune MODEL --data NAME --trials N [--time-budget S] [--space FILE.toml] --out DIR
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from .rank_cmds import register as _register_rank
 from .run_cmds import register as _register_runs
 from .semantic_cmds import register as _register_semantic
 from .serve_cmds import register as _register_serve
+from .tune_cmds import register as _register_tune
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -273,6 +275,7 @@ _register_runs(cli)
 _register_rank(cli)
 _register_serve(cli)
 _register_semantic(cli)
+_register_tune(cli)
 
 
 def main() -> None:

@@ -226,6 +226,8 @@ class Trainer:
                         progress.set_metric(cfg.valid_metric, metric)
                     record["elapsed_seconds"] = time.perf_counter() - t_start
                     result.history.append(record)
+                    if opts.epoch_callback is not None:  # e.g. tuning: report, and raise to prune the trial
+                        opts.epoch_callback(record)
                     epoch_seconds = time.perf_counter() - t0
                     if not stop and cfg.time_budget_s and epoch + 1 < cfg.epochs and \
                             record["elapsed_seconds"] + epoch_seconds > cfg.time_budget_s:

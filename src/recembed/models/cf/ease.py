@@ -16,7 +16,7 @@ dataset. Memory is planned before anything is allocated: a catalog too large for
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 import scipy.sparse as sp
@@ -26,6 +26,7 @@ from ..._compute import HAVE_TORCH, spmm, torch
 from ...config import check
 from ...errors import ResourceError
 from ...options import FitOptions
+from ...tuning.space import Float
 from .. import _memory
 from ..base import HistoryRecommender
 
@@ -36,6 +37,11 @@ class EASEConfig:
     """L2 weight lambda added to the Gram matrix's diagonal."""
     dtype: Literal["auto", "float32", "float64"] = "auto"
     """Precision of the inversion; ``auto``: float64 when memory allows, else float32."""
+
+    #: ``recembed tune ease``: what the search varies (docs/tuning.md); closed form, so no pruning
+    SEARCH_SPACE: ClassVar[dict[str, Any]] = {
+        "l2": Float(1.0, 5000.0, log=True, doc="lambda; the paper tunes it per dataset over 1e2-1e4"),
+    }
 
     def __post_init__(self) -> None:
         check(self.l2 > 0, "l2", f"must be > 0, got {self.l2}")

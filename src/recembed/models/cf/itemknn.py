@@ -17,7 +17,7 @@ denominator), so results are comparable. Similarities are computed in column blo
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import scipy.sparse as sp
@@ -25,6 +25,7 @@ import scipy.sparse as sp
 from ..._compute import rows_times
 from ...config import check
 from ...options import FitOptions
+from ...tuning.space import Float, Int
 from ..base import HistoryRecommender
 
 
@@ -36,6 +37,12 @@ class ItemKNNConfig:
     """Added to the cosine denominator; damps similarities between rarely seen items."""
     block_size: int = 0
     """Target items per block when computing similarities (0: chosen from the catalog size)."""
+
+    #: ``recembed tune itemknn``: what the search varies (docs/tuning.md); closed form, so no pruning
+    SEARCH_SPACE: ClassVar[dict[str, Any]] = {
+        "k": Int(10, 1000, log=True, doc="neighbours kept per item"),
+        "shrink": Float(0.0, 100.0, doc="cosine shrinkage for rarely seen items"),
+    }
 
     def __post_init__(self) -> None:
         check(self.k >= 1, "k", f"must be >= 1, got {self.k}")

@@ -26,6 +26,7 @@ from ...config import check
 from ...options import FitOptions
 from ...training.tasks import BPRTask, SoftmaxTask
 from ...training.trainer import TrainConfig
+from ...tuning.space import Choice, Float, Int
 from ..trainable import EmbeddingRecommender
 
 
@@ -59,6 +60,14 @@ class LightGCNConfig(TrainConfig):
 
     #: saves written before the defaults changed (2026-12-03) trained with the paper's setting
     FORMER_DEFAULTS: ClassVar[dict[str, Any]] = {"num_layers": 3, "reg_weight": 1e-4, "min_steps": 0}
+
+    #: ``recembed tune lightgcn``: what the search varies (docs/tuning.md)
+    SEARCH_SPACE: ClassVar[dict[str, Any]] = {
+        "learning_rate": Float(1e-4, 1e-2, log=True, doc="Adam step size, a decade either side of the default 1e-3"),
+        "reg_weight": Float(1e-6, 1e-2, log=True, doc="L2 on the layer-0 embeddings (paper: 1e-4)"),
+        "num_layers": Int(1, 4, doc="propagation layers K (paper: 3)"),
+        "embedding_dim": Choice((32, 64, 128), doc="layer-0 embedding width"),
+    }
 
     def __post_init__(self) -> None:
         super().__post_init__()

@@ -40,6 +40,7 @@ from ...evaluation.ranking import Scorer
 from ...options import FitOptions
 from ...training.losses import multvae_loss
 from ...training.trainer import TrainConfig
+from ...tuning.space import Choice, Float
 from ..base import HistoryRecommender
 from ..trainable import TrainableRecommender
 
@@ -78,6 +79,15 @@ class MultVAEConfig(TrainConfig):
 
     #: saves written before the defaults changed (2026-12-03) trained with the paper's values
     FORMER_DEFAULTS: ClassVar[dict[str, Any]] = {"latent_dim": 200, "total_anneal_steps": 200_000}
+
+    #: ``recembed tune multvae``: what the search varies (docs/tuning.md)
+    SEARCH_SPACE: ClassVar[dict[str, Any]] = {
+        "learning_rate": Float(1e-4, 1e-2, log=True, doc="Adam step size, a decade either side of the default 1e-3"),
+        "dropout": Float(0.0, 0.7, doc="input dropout (paper: 0.5)"),
+        "anneal_cap": Float(0.05, 1.0, doc="largest KL weight beta (paper: 0.2)"),
+        "latent_dim": Choice((32, 64, 128, 200), doc="size of z"),
+        "hidden_dims": Choice(((200,), (600,)), doc="encoder hidden widths (paper: 600)"),
+    }
 
     def __post_init__(self) -> None:
         super().__post_init__()

@@ -22,13 +22,14 @@ embeddings (FuxiCTR's pooling); the mixture's bias is shared by the experts of a
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, ClassVar, Literal
 
 import torch
 from torch import nn
 
 from ...config import check
 from ...ranking.schema import Schema
+from ...tuning.space import Choice, Float, Int
 from ._layers import CTRModule, FieldEmbedding, mlp
 from .base import Ranker, RankerConfig
 
@@ -51,6 +52,15 @@ class DCNv2Config(RankerConfig):
     """Rank of each expert (``low_rank_mixture``)."""
     num_experts: int = 4
     """Experts per cross layer (``low_rank_mixture``)."""
+
+    #: ``recembed tune dcnv2``: what the search varies (docs/tuning.md)
+    SEARCH_SPACE: ClassVar[dict[str, Any]] = {
+        "learning_rate": Float(1e-4, 1e-2, log=True, doc="Adam step size, a decade either side of the default 1e-3"),
+        "embedding_dim": Choice((16, 40), doc="field embedding width (FuxiCTR's DCNv2: 40)"),
+        "num_cross_layers": Int(1, 5, doc="cross layers (paper: 1-4 suffice)"),
+        "net_dropout": Float(0.0, 0.5, doc="MLP dropout"),
+        "hidden_units": Choice(((256, 256), (500, 500, 500)), doc="MLP widths"),
+    }
 
     def __post_init__(self) -> None:
         super().__post_init__()

@@ -9,12 +9,14 @@ paper beyond FuxiCTR's pooling of multi-token fields (mean).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any, ClassVar
 
 import torch
 from torch import nn
 
 from ...config import check
 from ...ranking.schema import Schema
+from ...tuning.space import Choice, Float
 from ._layers import CTRModule, FieldEmbedding, FieldLinear, mlp
 from .base import Ranker, RankerConfig
 from .fm import fm_interaction
@@ -26,6 +28,15 @@ class DeepFMConfig(RankerConfig):
     """Widths of the deep part's hidden layers."""
     batch_norm: bool = False
     """Batch normalisation after each hidden layer."""
+
+    #: ``recembed tune deepfm``: what the search varies (docs/tuning.md)
+    SEARCH_SPACE: ClassVar[dict[str, Any]] = {
+        "learning_rate": Float(1e-4, 1e-2, log=True, doc="Adam step size, a decade either side of the default 1e-3"),
+        "embedding_dim": Choice((8, 16, 32), doc="field embedding width (FuxiCTR / BARS: 10-16)"),
+        "net_dropout": Float(0.0, 0.5, doc="MLP dropout"),
+        "embedding_l2": Float(1e-8, 1e-3, log=True, doc="L2 on the looked-up embeddings"),
+        "hidden_units": Choice(((64, 64, 64), (200, 200), (400, 400, 400)), doc="deep part's widths"),
+    }
 
     def __post_init__(self) -> None:
         super().__post_init__()

@@ -23,7 +23,7 @@ ID embeddings.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 import torch
@@ -34,6 +34,7 @@ from ...data.interactions import Interactions
 from ...options import FitOptions
 from ...semantic.ids import SemanticIds
 from ...semantic.resolve import semantic_ids_for_fit, sid_from_state, sid_state
+from ...tuning.space import Choice, Float, Int
 from ..generative._sidemb import SemanticItemTable
 from ._seqnets import TransformerEncoder
 from .core import ItemTableModule, OutputItems, SequentialConfig, SequentialRecommender
@@ -56,6 +57,16 @@ class SASRecConfig(SequentialConfig):
     """Add each item's own ID embedding to its semantic-ID vector (False: semantic IDs in place of IDs)."""
     sid_buckets: int = 0
     """Hash each level's n-grams into this many rows (0: one row per distinct n-gram)."""
+
+    #: ``recembed tune sasrec``: what the search varies (docs/tuning.md)
+    SEARCH_SPACE: ClassVar[dict[str, Any]] = {
+        "learning_rate": Float(1e-4, 1e-2, log=True, doc="Adam step size, a decade either side of the default 1e-3"),
+        "dropout": Float(0.0, 0.5, doc="dropout on embeddings, attention and feed-forward (paper: 0.2-0.5)"),
+        "num_layers": Int(1, 3, doc="self-attention blocks (paper: 2)"),
+        "num_heads": Choice((1, 2), doc="attention heads (every width choice is divisible by both)"),
+        "embedding_dim": Choice((32, 64, 128), doc="item embedding / hidden width"),
+        "max_len": Choice((50, 100, 200), doc="longest history read (paper: 200 on ML-1M, 50 on sparse data)"),
+    }
 
     def __post_init__(self) -> None:
         super().__post_init__()
