@@ -189,3 +189,20 @@ def test_cli_bad_input_exits_2_naming_it(args: list[str], named: str, tmp_path) 
     assert named in text, text
     assert "Traceback" not in text
     assert not (tmp_path / "x").exists()
+
+
+def test_vector_fields_are_l2_normalised_and_old_schemas_keep_raw_values() -> None:
+    from recembed.ranking.schema import Field, Frame, Schema
+
+    x = np.array([[3.0, 4.0], [0.0, 0.0], [1.0, 0.0]], dtype=np.float32)
+    frame = Frame({"v": x}, np.array([1.0, 0.0, 1.0]), np.array(["a", "b", "c"], dtype=object))
+    schema = Schema([Field("v", "vector")]).fit(frame)
+    np.testing.assert_allclose(schema.encode(frame).arrays["v"], [[0.6, 0.8], [0.0, 0.0], [1.0, 0.0]], rtol=1e-6)
+    raw = Schema([Field("v", "vector", normalize="none")]).fit(frame)
+    np.testing.assert_array_equal(raw.encode(frame).arrays["v"], x)
+    saved = schema.to_dict()
+    assert saved["fields"][0]["normalize"] == "l2" and Schema.from_dict(saved).fields[0].normalize == "l2"
+    del saved["fields"][0]["normalize"]  # a schema saved before the option: raw vectors, as it was trained on
+    assert Schema.from_dict(saved).fields[0].normalize == "none"
+    with pytest.raises(Exception, match="normalize"):
+        Field("v", "vector", normalize="max")

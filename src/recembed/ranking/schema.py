@@ -31,6 +31,7 @@ from ..errors import DataError
 KINDS = ("categorical", "tags", "sequence", "numeric", "vector")
 PAD, OOV = 0, 1
 TOKEN_KINDS = ("categorical", "tags", "sequence")
+NORMALIZE = ("l2", "none")
 
 
 @dataclass(frozen=True)
@@ -45,6 +46,10 @@ class Field:
     """``tags`` / ``sequence``: tokens kept per row (0: the longest row in training)."""
     vocab_from: str = ""
     """``sequence`` / ``tags``: share this categorical field's vocabulary and embedding table."""
+    normalize: str = "l2"
+    """``vector``: ``l2`` scales every row to unit length before the model's linear map (encoders' vectors differ in
+    scale by orders of magnitude; measured on ml-100k-ctr-mm and tiktok-mm it is the better input), ``none`` keeps
+    the raw values (schemas saved before this option: ``none``)."""
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
@@ -53,6 +58,8 @@ class Field:
             raise DataError(f"min_count must be >= 1, got {self.min_count}", field=self.name)
         if self.max_len < 0:
             raise DataError(f"max_len must be >= 0, got {self.max_len}", field=self.name)
+        if self.normalize not in NORMALIZE:
+            raise DataError(f"normalize: expected one of {NORMALIZE}, got {self.normalize!r}", field=self.name)
 
 
 @dataclass
@@ -233,6 +240,9 @@ class Schema:
         x = np.asarray(col, dtype=np.float32)
         if x.ndim != 2 or x.shape[1] != self.dims[f.name]:
             raise DataError(f"expected vectors of width {self.dims[f.name]}, got shape {x.shape}", field=f.name)
+        if f.normalize == "l2":  # rows of zeros (no content) stay zeros
+            norm = np.linalg.norm(x, axis=1, keepdims=True)
+            x = np.divide(x, norm, out=np.zeros_like(x), where=norm > 0)
         return x
 
     def token_index(self, name: str, values: Any) -> np.ndarray:
@@ -252,7 +262,7 @@ class Schema:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Schema:
-        return cls([Field(**f) for f in d["fields"]], dict(d["vocab"]), {k: tuple(v) for k, v in d["stats"].items()},
+        return cls([Field(**{"normalize": "none", **f}) for f in d["fields"]], dict(d["vocab"]), {k: tuple(v) for k, v in d["stats"].items()},
                    dict(d["dims"]), dict(d["lengths"]))
 
 
