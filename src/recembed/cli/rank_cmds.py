@@ -1,4 +1,6 @@
-"""``recembed fit RANKER --data CTR_DATASET``: the ranking stage's side of ``fit`` (CTR models, AUC / logloss / GAUC).
+"""``recembed fit RANKER --data CTR_DATASET``: the ranking stage's side of ``fit`` (CTR models, AUC / logloss / GAUC);
+``recembed importance RUN_DIR``: per-field permutation importance of a fitted ranker (and the model-free OutRank-style
+field ranking of its training part), written to ``RUN_DIR/importance.json`` + ``importance.png``.
 
 Semantic-ID n-gram fields for the item (:func:`recembed.ranking.features.add_semantic_id_fields`) come from
 ``--set`` keys that are read here, not by the model: ``sid_features=PATH`` (a ``recembed tokenize`` folder or a
@@ -196,10 +198,88 @@ def fit_ranker(model: str, data: str, data_root: str | None, sets: tuple[str, ..
                   f"peak RSS {m['peak_rss_mb']:.0f} MiB  -> {out_dir}/metrics.json")
 
 
+def importance(run_dir: str, part: str, repeats: int, seed: int, data_root: str | None, threads: int | None,
+               outrank: bool) -> None:
+    """The body of ``recembed importance`` (see :func:`register`)."""
+    from pathlib import Path
+
+    from ..errors import DataError
+    from ..io import read_json, write_json
+    from ..ranking.importance import load_run_data, permutation_importance, plot_importance
+
+    directory = Path(run_dir)
+    config_path = directory / "config.json"
+    if not directory.is_dir():
+        raise DataError("no such run directory", path=directory)
+    if not config_path.exists():
+        raise DataError("not a run directory (no config.json; `recembed fit RANKER --data D --out RUN_DIR` writes "
+                        "one)", path=directory)
+    config = read_json(config_path)
+    if config.get("kind") != "ranker":
+        raise DataError(f"a {config.get('model', '?')!r} run, not a CTR ranker run: `recembed importance` needs a run "
+                        "of `recembed fit RANKER` (RANKER: deepfm, dcnv2, ...)", path=config_path)
+    from ..ranking.runs import load_ranker_run
+
+    run = load_ranker_run(directory)
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)
+    with console.status(f"loading {config['data'].get('data', '?')}"):
+        data = load_run_data(config, data_root)
+    missing = sorted(set(run.model.schema_.names()) - set(data.part(part).columns))
+    if missing:
+        raise DataError(f"the reloaded data lacks the run's fields {missing}: was it fitted on other data?",
+                        path=config_path)
+    with console.status(f"permuting {len(run.model.schema_.fields)} fields x {repeats} on the {part} part"):
+        result = permutation_importance(run.model, data.part(part), repeats=repeats, seed=seed)
+    ranking = None
+    if outrank:
+        from ..ranking.selection import rank_fields
+
+        ranking = rank_fields(run.model.schema_, data.train)
+    out = {"run": str(directory), "model": config.get("model"), "data": data.name, "part": part,
+           "permutation": result, "outrank": ranking}
+    write_json(directory / "importance.json", out)
+    plot_importance(result, directory / "importance.png", title=f"{config.get('model')} on {data.name} ({part})")
+    by_name = {r["field"]: r for r in (ranking or {}).get("fields", [])}
+    b = result["baseline"]
+    table = RichTable(title=f"permutation importance: {config.get('model')} on {data.name}, {part} part "
+                            f"(AUC {b['auc']:.4f}, {repeats} repeats)")
+    for col in ("field", "AUC drop", "logloss rise", "GAUC drop", *(("OutRank",) if ranking else ())):
+        table.add_column(col, justify="left" if col == "field" else "right", no_wrap=True)
+    for r in result["fields"]:
+        cells = [f"{r[k]['mean']:+.4f}±{r[k]['std']:.4f}" for k in ("auc_drop", "logloss_rise", "gauc_drop")]
+        extra = ((f"{by_name[r['field']]['ami']:.4f} #{by_name[r['field']]['rank']}",) if ranking else ())
+        table.add_row(r["field"], *cells, *extra)
+    if ranking:
+        table.caption = "mean ± std over the repeats; OutRank: adjusted mutual information with the click on the " \
+                        "training part, and its rank (no model)"
+    console.print(table)
+    console.print(f"{result['seconds']:.1f}s  -> {directory / 'importance.json'}, {directory / 'importance.png'}")
+
+
 def register(cli) -> None:  # noqa: ANN001
     import click
 
-    from .common import parse_ks
+    from .common import POSITIVE_INT, THREADS_HELP, parse_ks
+
+    @cli.command(name="importance")
+    @click.argument("run_dir", type=click.Path(file_okay=False))
+    @click.option("--part", type=click.Choice(["valid", "test"]), default="test", show_default=True,
+                  help="Which held-out part to permute and score.")
+    @click.option("--repeats", type=POSITIVE_INT, default=3, show_default=True,
+                  help="Permutations per field (mean ± std over them).")
+    @click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True, help="Seed of the permutations.")
+    @click.option("--data-root", type=click.Path(), default=None, help="Where the run's dataset lives, if moved.")
+    @click.option("--threads", type=POSITIVE_INT, default=None, help=THREADS_HELP)
+    @click.option("--outrank/--no-outrank", default=True, show_default=True,
+                  help="Also rank the fields without the model (adjusted mutual information with the click on the "
+                       "training part; ranking/selection.py).")
+    def importance_cmd(run_dir: str, part: str, repeats: int, seed: int, data_root: str | None,
+                       threads: int | None, outrank: bool) -> None:
+        """Per-field permutation importance of a fitted CTR ranker: RUN_DIR/importance.json + importance.png."""
+        importance(run_dir, part, repeats, seed, data_root, threads, outrank)
 
     @cli.command()
     @click.option("--retriever", "retriever_dir", required=True, type=click.Path(exists=True, file_okay=False),

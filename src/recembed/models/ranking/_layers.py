@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 from ...ranking.schema import PAD, Schema
-from ._tables import TableSet, TableSpec, current_spec
+from ._tables import TableSet, TableSpec, current_spec, current_widths
 
 
 class FieldEmbedding(nn.Module):
@@ -36,7 +36,7 @@ class FieldEmbedding(nn.Module):
         self.table_spec = TableSpec.parse(table) if table is not None else current_spec()
         # one entry per vocabulary, shared by its fields (or the one unified table): see _tables
         vocabularies = {v: schema.cardinality(v) for v in dict.fromkeys(self.table_of.values())}
-        self.tables = TableSet(self.table_spec, vocabularies, dim)
+        self.tables = TableSet(self.table_spec, vocabularies, dim, current_widths())
         self.numeric = nn.ParameterDict({n: nn.Parameter(torch.randn(dim) * 0.01) for n in self.fields
                                          if self.kinds[n] == "numeric"})
         self.vectors = nn.ModuleDict({n: nn.Linear(schema.dims[n], dim) for n in self.fields

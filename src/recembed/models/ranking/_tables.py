@@ -46,6 +46,15 @@ Deviations from the paper, all deliberate:
 * A width that ``k`` does not divide -- only the first-order term of :class:`FieldLinear`, width 1 -- uses
   ``gcd(k, width)`` chunks (1 for the linear term, its own ``(N, 1)`` table).
 * Initialisation is the field tables' (normal, std 1e-4); no orthogonality regulariser.
+
+Per-field widths (``RankerConfig.field_dims``, e.g. ``"genres:4,zip3:0"``; the size search of
+:mod:`recembed.ranking.size_search`): a vocabulary given width ``w`` smaller than a :class:`FieldEmbedding`'s
+width ``D`` gets a ``(n_v, w)`` table (or ``(N, w)`` hashed) followed by a bias-free ``w -> D`` projection
+(:class:`ProjectedTable`), so models that need one width (FM's inner products, the MLP's input) read ``D``-wide
+vectors; parameters ``n_v * w + w * D``. Width 0 drops the field (the :class:`Ranker` builds its module on the
+schema without it). Widths are keyed by the vocabulary's owner (``item_id``, not ``hist_items`` which shares
+its table); a FieldEmbedding at most ``w`` wide (the first-order term, width 1) is left as it is. Not with
+``unified`` tables (one shared width). Without ``field_dims`` nothing changes (the same state dict keys).
 """
 
 from __future__ import annotations
@@ -107,15 +116,34 @@ class TableSpec:
         return self.chunks if dim % self.chunks == 0 else math.gcd(self.chunks, dim)
 
 
+def parse_field_dims(spec: str, key: str = "field_dims") -> dict[str, int]:
+    """``"genres:4,zip3:0"`` -> ``{"genres": 4, "zip3": 0}`` (width 0: the field is dropped)."""
+    out: dict[str, int] = {}
+    for part in (p.strip() for p in str(spec or "").split(",")):
+        if not part:
+            continue
+        name, sep, width = part.rpartition(":")
+        if not sep or not name.strip() or not width.strip().isdigit():
+            raise ConfigError(f"{key}: expected FIELD:WIDTH pairs separated by commas (WIDTH >= 0; 0 drops the "
+                              f"field), e.g. 'genres:4,zip3:0'; got {spec!r}")
+        if name.strip() in out:
+            raise ConfigError(f"{key}: field {name.strip()!r} is given twice in {spec!r}")
+        out[name.strip()] = int(width)
+    return out
+
+
 # -- the spec a Ranker's modules are built under ----------------------------------------------------------------
-_CURRENT: contextvars.ContextVar[str] = contextvars.ContextVar("recembed_embedding_table", default="field")
+_CURRENT: contextvars.ContextVar[tuple[str, str]] = contextvars.ContextVar("recembed_embedding_table",
+                                                                           default=("field", ""))
 
 
 @contextmanager
-def embedding_tables(spec: str) -> Iterator[None]:
-    """Build every :class:`FieldEmbedding` made inside the block with ``spec`` (what :class:`Ranker` does
-    around ``_module``, so the models need not pass their config down)."""
-    token = _CURRENT.set(str(TableSpec.parse(spec)))
+def embedding_tables(spec: str, field_dims: str = "") -> Iterator[None]:
+    """Build every :class:`FieldEmbedding` made inside the block with ``spec`` and the per-vocabulary widths
+    ``field_dims`` (what :class:`Ranker` does around ``_module``, so the models need not pass their config
+    down)."""
+    parse_field_dims(field_dims)
+    token = _CURRENT.set((str(TableSpec.parse(spec)), str(field_dims or "")))
     try:
         yield
     finally:
@@ -123,7 +151,12 @@ def embedding_tables(spec: str) -> Iterator[None]:
 
 
 def current_spec() -> TableSpec:
-    return TableSpec.parse(_CURRENT.get())
+    return TableSpec.parse(_CURRENT.get()[0])
+
+
+def current_widths() -> dict[str, int]:
+    """The non-zero per-vocabulary widths of the block (zero widths are dropped fields, not tables)."""
+    return {k: w for k, w in parse_field_dims(_CURRENT.get()[1]).items() if w > 0}
 
 
 # -- hashing ------------------------------------------------------------------------------------------------------
@@ -184,27 +217,56 @@ class UnifiedEmbedding(nn.Module):
         return e * (idx != PAD).unsqueeze(-1).to(e.dtype)
 
 
+class ProjectedTable(nn.Module):
+    """A narrow table (``w`` columns) and a bias-free ``w -> D`` projection: a per-field width (``field_dims``)
+    under a model that needs ``D``-wide vectors. Padding stays zero (the table's padding row / mask, no bias)."""
+
+    def __init__(self, table: nn.Module, width: int, dim: int) -> None:
+        super().__init__()
+        self.table = table
+        self.proj = nn.Linear(width, dim, bias=False)
+
+    @property
+    def weight(self) -> torch.Tensor:  # the table's rows (as the direct tables expose them)
+        return self.table.weight
+
+    def forward(self, idx: torch.Tensor) -> torch.Tensor:
+        return self.proj(self.table(idx))
+
+
+def _direct_or_hashed(spec: TableSpec, vocab: str, n: int, dim: int) -> nn.Module:
+    if spec.mode == "hash" and n > spec.rows:
+        return HashedEmbedding(vocab, spec.rows, dim)
+    table = nn.Embedding(n, dim, padding_idx=PAD)
+    nn.init.normal_(table.weight, std=INIT_STD)
+    with torch.no_grad():
+        table.weight[PAD].zero_()
+    return table
+
+
 class TableSet(nn.ModuleDict):
     """The tables of one :class:`FieldEmbedding`, keyed by vocabulary (``field`` / ``hash``: one module per
     vocabulary, each with a ``weight``; ``unified``: the one shared table under ``"unified"``); ``lookup``
-    reads a vocabulary's indices in any mode."""
+    reads a vocabulary's indices in any mode. ``widths``: vocabularies whose table is narrower than ``dim``
+    (a :class:`ProjectedTable`; widths at or above ``dim`` are ignored)."""
 
-    def __init__(self, spec: TableSpec, cardinalities: Mapping[str, int], dim: int) -> None:
+    def __init__(self, spec: TableSpec, cardinalities: Mapping[str, int], dim: int,
+                 widths: Mapping[str, int] | None = None) -> None:
         super().__init__()
         self.spec, self.dim = spec, dim
+        narrow = {v: w for v, w in (widths or {}).items() if v in cardinalities and 0 < w < dim}
         if spec.mode == UNIFIED:
+            if narrow:
+                raise ConfigError("field_dims: per-field widths need 'field' or 'hash' tables, not 'unified' "
+                                  "(one shared table of one width)")
             if cardinalities:
                 self[UNIFIED] = UnifiedEmbedding(list(cardinalities), spec.rows, dim, spec.chunks_for(dim))
             return
         for vocab, n in cardinalities.items():
-            if spec.mode == "hash" and n > spec.rows:
-                self[vocab] = HashedEmbedding(vocab, spec.rows, dim)
+            if vocab in narrow:
+                self[vocab] = ProjectedTable(_direct_or_hashed(spec, vocab, n, narrow[vocab]), narrow[vocab], dim)
             else:
-                table = nn.Embedding(n, dim, padding_idx=PAD)
-                nn.init.normal_(table.weight, std=INIT_STD)
-                with torch.no_grad():
-                    table.weight[PAD].zero_()
-                self[vocab] = table
+                self[vocab] = _direct_or_hashed(spec, vocab, n, dim)
 
     def lookup(self, vocabulary: str, idx: torch.Tensor) -> torch.Tensor:
         """Embeddings ``idx.shape + (D,)`` of ``vocabulary``'s token indices."""

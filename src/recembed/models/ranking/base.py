@@ -26,7 +26,7 @@ from ...options import FitOptions
 from ...ranking.metrics import ctr_metrics
 from ...ranking.schema import Encoded, Frame, Schema
 from ...training.trainer import TrainConfig, Trainer, seed_everything
-from ._tables import TableSet, TableSpec, embedding_tables
+from ._tables import TableSet, TableSpec, embedding_tables, parse_field_dims
 
 FORMAT_VERSION = 1
 CTR_VALID_METRICS = ("auc", "gauc")
@@ -59,6 +59,11 @@ class RankerConfig(TrainConfig):
     (one table per vocabulary), ``hash:N`` (each vocabulary hashed into its own N rows; vocabularies of at most N
     indices keep their table) or ``unified:N[:k]`` (Unified Embedding: one N-row table shared by all vocabularies,
     each with its own hashes; an embedding is k chunks of embedding_dim / k, k = 1 by default)."""
+    field_dims: str = ""
+    """Per-field embedding widths ``FIELD:WIDTH,...`` (e.g. ``genres:4,zip3:0``; empty: every field at
+    embedding_dim). A width below embedding_dim gives that vocabulary a narrow table projected to embedding_dim
+    (keyed by the table's owner: ``item_id``, not ``hist_items``); 0 drops the field from the model (its column is
+    still read and ignored). With ``field`` or ``hash`` tables; see ``models/ranking/_tables.py``."""
 
     def _check_valid_metric(self) -> None:
         check(self.valid_metric in CTR_VALID_METRICS, "valid_metric",
@@ -73,6 +78,9 @@ class RankerConfig(TrainConfig):
         table = TableSpec.parse(self.embedding_table)
         check(self.embedding_dim % table.chunks == 0, "embedding_table",
               f"{table.chunks} chunks must divide embedding_dim={self.embedding_dim}")
+        widths = parse_field_dims(self.field_dims)
+        check(table.mode != "unified" or all(w == 0 or w >= self.embedding_dim for w in widths.values()),
+              "field_dims", "per-field widths need 'field' or 'hash' tables, not 'unified' (one shared width)")
 
 
 class CTRTask:
@@ -128,9 +136,35 @@ class Ranker:
         vector table, kept as buffers so it is saved with the weights); nothing by default."""
 
     def _build_module(self, schema: Schema) -> nn.Module:
-        """``_module`` with every FieldEmbedding inside it built as ``embedding_table`` says."""
-        with embedding_tables(self.config.embedding_table):
-            return self._module(schema)
+        """``_module`` with every FieldEmbedding inside it built as ``embedding_table`` and ``field_dims`` say
+        (on :meth:`model_schema`: the fields ``field_dims`` drops are left out)."""
+        with embedding_tables(self.config.embedding_table, self.config.field_dims):
+            return self._module(self.model_schema(schema))
+
+    def model_schema(self, schema: Schema) -> Schema:
+        """``schema`` without the fields ``field_dims`` gives width 0 (the same fitted vocabularies); ``schema``
+        itself when none is dropped. Names ``field_dims`` gives that are not fields are refused here (they
+        depend on the data)."""
+        widths = parse_field_dims(self.config.field_dims)
+        names = schema.names()
+        unknown = sorted(set(widths) - set(names))
+        if unknown:
+            raise ConfigError(f"field_dims: no field {', '.join(map(repr, unknown))} in the data; fields: {names}")
+        for name, w in widths.items():
+            owner = schema.table_of(name)
+            if w > 0 and owner != name:
+                raise ConfigError(f"field_dims: {name!r} shares {owner!r}'s table; give the width to {owner!r}")
+        dropped = {n for n, w in widths.items() if w == 0}
+        if not dropped:
+            return schema
+        kept = [f for f in schema.fields if f.name not in dropped]
+        if not kept:
+            raise ConfigError("field_dims: every field is dropped (width 0); keep at least one")
+        for f in kept:
+            if f.vocab_from in dropped:
+                raise ConfigError(f"field_dims: {f.vocab_from}:0 drops the table {f.name!r} shares; drop "
+                                  f"{f.name!r} too ({f.name}:0) or keep {f.vocab_from!r}")
+        return Schema(kept, schema.vocab, schema.stats, schema.dims, schema.lengths)
 
     # -- fitting ------------------------------------------------------------------------------------------------
     def fit(self, train: Frame, *, schema: Schema, valid: Frame | None = None,
