@@ -49,16 +49,20 @@ def without(data, kinds: tuple[str, ...] = (), names: tuple[str, ...] = ()):  # 
     return out
 
 
-def cold_rows(data) -> np.ndarray:  # noqa: ANN001
-    seen = set(np.asarray(data.train.columns["item_id"]).tolist())
+def cold_rows(data, by_clicks: bool) -> np.ndarray:  # noqa: ANN001
+    """Test rows whose item has no training row (impression data) / no training click (interactions with sampled
+    non-clicks, where any item can be drawn as a non-click)."""
+    rows = data.train.labels == 1 if by_clicks else slice(None)
+    seen = set(np.asarray(data.train.columns["item_id"])[rows].tolist())
     return np.array([i not in seen for i in np.asarray(data.test.columns["item_id"]).tolist()])
 
 
-def compare(label: str, model: str, with_content, id_only, seeds: list[int], n_boot: int) -> dict:  # noqa: ANN001
+def compare(label: str, model: str, with_content, id_only, seeds: list[int], n_boot: int,  # noqa: ANN001
+            cold_by_clicks: bool = False) -> dict:
     from recembed.ranking.metrics import paired_bootstrap_auc
 
     test = with_content.test
-    cold = cold_rows(with_content)
+    cold = cold_rows(with_content, cold_by_clicks)
     row = {"comparison": label, "model": model, "rows": len(test), "cold_item_rows": int(cold.sum()),
            "fields_with": [f.name for f in with_content.fields], "fields_without": [f.name for f in id_only.fields],
            "seeds": []}
@@ -107,7 +111,7 @@ def main() -> None:
         ds, default = catalog.load_any("tiktok-mm", args.data_root)
         data = ctr_from_split(ds, make_split(ds, default, seed=2020), negatives=4, seed=2020)
         rows.append(compare("tiktok-mm: image + audio vectors vs none", "deepfm", data, without(data, ("vector",)),
-                            seeds, args.n_boot))
+                            seeds, args.n_boot, cold_by_clicks=True))
     if "sid" in only:
         from recembed.ranking.features import add_semantic_id_fields, load_item_codes
 
@@ -116,7 +120,7 @@ def main() -> None:
         codes, item_ids = load_item_codes(path, din, id_offset=-1)
         with_sid = add_semantic_id_fields(din, codes, item_ids, ngram="prefix", levels=2)
         rows.append(compare("amazon-seq-din + LETTER semantic-ID prefixes vs none", "deepfm", with_sid, din, seeds,
-                            args.n_boot))
+                            args.n_boot, cold_by_clicks=True))
     out = {"rows": rows, "seconds": round(time.perf_counter() - t0, 1),
            "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)}
     (ROOT / args.out).write_text(json.dumps(out, indent=1, default=float))

@@ -206,3 +206,26 @@ def test_vector_fields_are_l2_normalised_and_old_schemas_keep_raw_values() -> No
     assert Schema.from_dict(saved).fields[0].normalize == "none"
     with pytest.raises(Exception, match="normalize"):
         Field("v", "vector", normalize="max")
+
+
+def test_id_dropout_masks_the_named_fields_in_training_batches_only() -> None:
+    from recembed.errors import ConfigError
+    from recembed.models.ranking.base import CTRTask
+    from recembed.ranking.schema import OOV
+
+    data = planted_ctr(seed=1, rows=2000)
+    schema = data.schema()
+    enc = schema.encode(data.train)
+    task = CTRTask(enc, 256, 0.0, id_dropout=0.4, id_fields=("a",))
+    masked = total = 0
+    for inputs, _ in task.batches(0, np.random.default_rng(0)):
+        masked += int((inputs["a"] == OOV).sum())
+        total += len(inputs["a"])
+        assert (inputs["b"] != OOV).all()  # other fields untouched
+    assert 0.33 < masked / total < 0.47  # ~40% of the rows (a's training values are never OOV themselves)
+    model = model_class("deepfm")(id_dropout=0.3, id_dropout_fields="a", epochs=2)
+    model.fit(data.train, schema=schema, valid=data.valid, options=FitOptions(seed=0, show_progress=False))
+    np.testing.assert_array_equal(model.predict(data.test), model.predict(data.test))  # scoring never masks
+    with pytest.raises(ConfigError, match="id_dropout_fields"):
+        model_class("deepfm")(id_dropout=0.3, id_dropout_fields="nope", epochs=1).fit(
+            data.train, schema=schema, valid=data.valid, options=FitOptions(seed=0, show_progress=False))

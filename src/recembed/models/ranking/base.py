@@ -24,7 +24,7 @@ from ...errors import ConfigError, DataError, NotFittedError
 from ...io import atomic_write, read_json, write_json
 from ...options import FitOptions
 from ...ranking.metrics import ctr_metrics
-from ...ranking.schema import Encoded, Frame, Schema
+from ...ranking.schema import OOV, Encoded, Frame, Schema
 from ...training.trainer import TrainConfig, Trainer, seed_everything
 from ._tables import TableSet, TableSpec, embedding_tables, parse_field_dims
 
@@ -59,6 +59,12 @@ class RankerConfig(TrainConfig):
     (one table per vocabulary), ``hash:N`` (each vocabulary hashed into its own N rows; vocabularies of at most N
     indices keep their table) or ``unified:N[:k]`` (Unified Embedding: one N-row table shared by all vocabularies,
     each with its own hashes; an embedding is k chunks of embedding_dim / k, k = 1 by default)."""
+    id_dropout: float = 0.0
+    """Share of training rows whose ``id_dropout_fields`` are replaced by the OOV bucket, drawn anew every batch
+    (DropoutNet, Volkovs et al. 2017): the model also learns to score an item from its other fields (content
+    vectors, attributes, semantic IDs), which is all a cold item has. 0: off."""
+    id_dropout_fields: str = "item_id"
+    """Comma-separated categorical fields ``id_dropout`` masks."""
     field_dims: str = ""
     """Per-field embedding widths ``FIELD:WIDTH,...`` (e.g. ``genres:4,zip3:0``; empty: every field at
     embedding_dim). A width below embedding_dim gives that vocabulary a narrow table projected to embedding_dim
@@ -74,6 +80,7 @@ class RankerConfig(TrainConfig):
         check(self.embedding_dim >= 1, "embedding_dim", f"must be >= 1, got {self.embedding_dim}")
         check(self.embedding_l2 >= 0, "embedding_l2", f"must be >= 0, got {self.embedding_l2}")
         check(0 <= self.net_dropout < 1, "net_dropout", f"must be in [0, 1), got {self.net_dropout}")
+        check(0 <= self.id_dropout < 1, "id_dropout", f"must be in [0, 1), got {self.id_dropout}")
         check(self.eval_batch_size >= 1, "eval_batch_size", f"must be >= 1, got {self.eval_batch_size}")
         table = TableSpec.parse(self.embedding_table)
         check(self.embedding_dim % table.chunks == 0, "embedding_table",
@@ -86,9 +93,11 @@ class RankerConfig(TrainConfig):
 class CTRTask:
     """Binary cross-entropy over shuffled rows (plus the looked-up embeddings' L2 when set)."""
 
-    def __init__(self, data: Encoded, batch_size: int, embedding_l2: float) -> None:
+    def __init__(self, data: Encoded, batch_size: int, embedding_l2: float, id_dropout: float = 0.0,
+                 id_fields: tuple[str, ...] = ()) -> None:
         self.data, self.batch_size, self.l2 = data, batch_size, embedding_l2
         self.labels = torch.from_numpy(data.labels)
+        self.id_dropout, self.id_fields = id_dropout, id_fields
 
     def num_batches(self) -> int:
         return math.ceil(len(self.data) / self.batch_size)
@@ -97,7 +106,12 @@ class CTRTask:
         order = rng.permutation(len(self.data))
         for s in range(0, len(order), self.batch_size):
             rows = order[s : s + self.batch_size]
-            yield self.data.batch(rows), self.labels[rows]
+            inputs = self.data.batch(rows)
+            if self.id_dropout > 0:
+                masked = torch.from_numpy(rng.random(len(rows)) < self.id_dropout)
+                for name in self.id_fields:
+                    inputs[name] = inputs[name].masked_fill(masked, OOV)
+            yield inputs, self.labels[rows]
 
     def loss(self, module: nn.Module, batch: Any, epoch: int) -> torch.Tensor:
         inputs, labels = batch
@@ -192,7 +206,13 @@ class Ranker:
                 m = ctr_metrics(venc.labels, self._predict(module, venc), venc.users)
                 return {"auc": m["auc"], "gauc": m["gauc"], "logloss": m["logloss"]}
 
-        task = CTRTask(enc, batch, self.config.embedding_l2)
+        id_fields = tuple(n.strip() for n in self.config.id_dropout_fields.split(",") if n.strip())
+        if self.config.id_dropout > 0:
+            for name in id_fields:
+                if name not in schema.names() or schema.field(name).kind != "categorical":
+                    raise ConfigError(f"id_dropout_fields: {name!r} is not a categorical field of this data "
+                                      f"(categorical fields: {schema.names('categorical')})")
+        task = CTRTask(enc, batch, self.config.embedding_l2, self.config.id_dropout, id_fields)
         self.train_result_ = Trainer(self.config, options).fit(module, task, validate)
         self.history_ = self.train_result_.history
         self.module_ = module.eval()
