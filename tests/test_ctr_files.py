@@ -141,7 +141,9 @@ GOOD = "user_id,cat,clicked\n" + "".join(f"u{i % 5},{'ab'[i % 2]},{i % 2}\n" for
     (GOOD, ["--field-kinds", "cat=weird"], ["--field-kinds", "weird"]),
     (GOOD, ["--negatives", "3"], ["--negatives", "impression file"]),
     (GOOD, ["--set", "stream=true"], ["stream=true", "Parquet"]),
-])
+], ids=["label-not-0-1", "label-missing", "no-label-column", "columns-unknown-column", "columns-unknown-role",
+        "header-only", "empty-file", "time-split-no-time", "field-kinds-bad", "negatives-on-impressions",
+        "stream-csv"])
 def test_bad_impression_files_exit_2_naming_file_row_and_column(tmp_path, text: str, extra: list[str],
                                                                  named: list[str]) -> None:
     code, out = run_main(["fit", "deepfm", "--data", _csv(tmp_path, text), *extra, "--out", str(tmp_path / "x"),
