@@ -8,12 +8,13 @@ written chunk by chunk: the writer never holds the file either), then fits DeepF
 the same code as ``recembed fit deepfm --data FOLDER --set stream=true|false``. Each mode runs in its own
 process (peak RSS is per process), one after the other::
 
-    python benchmarks/ctr_stream.py write  --rows 5000000 --out benchmarks/out/ctr_stream/big
+    python benchmarks/ctr_stream.py write  --rows 10000000 --out benchmarks/out/ctr_stream/big
     python benchmarks/ctr_stream.py stream --out benchmarks/out/ctr_stream/big
-    python benchmarks/ctr_stream.py write  --rows 500000 --out benchmarks/out/ctr_stream/small
-    python benchmarks/ctr_stream.py stream --out benchmarks/out/ctr_stream/small
-    python benchmarks/ctr_stream.py memory --out benchmarks/out/ctr_stream/small
-    python benchmarks/ctr_stream.py report --out benchmarks/out/ctr_stream
+    python benchmarks/ctr_stream.py write  --rows 2000000 --out benchmarks/out/ctr_stream/medium
+    python benchmarks/ctr_stream.py stream --out benchmarks/out/ctr_stream/medium
+    python benchmarks/ctr_stream.py memory --out benchmarks/out/ctr_stream/medium
+    (the same three for --rows 500000 --out benchmarks/out/ctr_stream/small)
+    python benchmarks/ctr_stream.py report --out benchmarks/out/ctr_stream --json benchmarks/ctr_stream.json
 
 Each fit writes ``OUT/result-MODE.json``: rows, the Parquet data's uncompressed (Arrow) size, peak RSS before the
 data is touched (torch and the library imported) and after the fit, wall seconds, training rows/s, valid / test
@@ -86,10 +87,11 @@ def fit(out: Path, mode: str, threads: int) -> None:
     print(json.dumps(result, indent=2))
 
 
-def report(out: Path) -> None:
-    rows = []
+def report(out: Path, json_path: Path | None) -> None:
+    rows, results = [], {}
     for f in sorted(out.glob("*/result-*.json")):
         r = json.loads(f.read_text())
+        results[f"{f.parent.name}/{r['mode']}"] = r
         rows.append(f"| {f.parent.name} | {r['mode']} | {r['rows']:,} | {r['arrow_mb']:.0f} | "
                     f"{r['rss_before_data_mb']:.0f} | {r['peak_rss_mb']:.0f} | {r['wall_seconds']:.0f} | "
                     f"{r['train_rows_per_s']:,} | {r['valid_auc']:.4f} | {r['test_auc']:.4f} | {r['test_gauc']:.4f} |")
@@ -97,6 +99,8 @@ def report(out: Path) -> None:
           "test AUC | test GAUC |")
     print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     print("\n".join(rows))
+    if json_path is not None:
+        json_path.write_text(json.dumps(results, indent=1) + "\n")
 
 
 def main() -> None:
@@ -106,11 +110,12 @@ def main() -> None:
     p.add_argument("--rows", type=int, default=5_000_000)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--json", type=Path, default=None, help="report: also write every result to this file")
     a = p.parse_args()
     if a.mode == "write":
         write(a.out, a.rows, a.seed)
     elif a.mode == "report":
-        report(a.out)
+        report(a.out, a.json)
     else:
         fit(a.out, a.mode, a.threads)
 
