@@ -106,13 +106,16 @@ def datasets(data_root: str | None) -> None:
 @click.option("--retriever-folds", type=click.IntRange(min=0), default=None,
               help="With --retriever: also learn from K out-of-fold refits of the retriever on its training part "
                    "(default 0: the validation part's candidates only).")
+@click.option("--field-kinds", default=None, metavar="COLUMN=KIND,...",
+              help="CTR rankers on an impression file (a 0/1 label column, --columns label=NAME): force a column's "
+                   "field kind (categorical, tags, numeric, vector) over the inferred one (docs/ctr_data.md).")
 def fit(model: str, data: str, data_root: str | None, items_path: str | None, users_path: str | None,
         columns: str | None, duplicates: str | None, split_spec: str | None, sets: tuple[str, ...], out_dir: str,
         seed: int, ks: tuple[int, ...], no_progress: bool, threads: int | None, checkpoint_dir: str | None,
         resume: bool, monitor_test: bool, feature_specs: tuple[str, ...], text_columns: str, encoder: str,
         cache_dir: str | None, cold_users: str, negatives: int | None,
         negative_sampling: str | None, retriever_dir: str | None, candidates: int | None,
-        retriever_folds: int | None) -> None:
+        retriever_folds: int | None, field_kinds: str | None) -> None:
     """Fit MODEL, evaluate on validation and test, write RUN_DIR/metrics.json."""
     from ..data.splits import make_split
     from ..models.registry import is_ranker
@@ -126,12 +129,12 @@ def fit(model: str, data: str, data_root: str | None, items_path: str | None, us
                           duplicates=duplicates, feature_specs=feature_specs, text_columns=text_columns,
                           monitor_test=monitor_test, encoder=encoder, cache_dir=cache_dir, negatives=negatives,
                           negative_sampling=negative_sampling, retriever_dir=retriever_dir, candidates=candidates,
-                          retriever_folds=retriever_folds)
+                          retriever_folds=retriever_folds, field_kinds=field_kinds)
     from ..ranking.datasets import is_ctr_dataset
 
     for value, flag in ((negatives, "--negatives"), (negative_sampling, "--negative-sampling"),
                         (retriever_dir, "--retriever"), (candidates, "--candidates"),
-                        (retriever_folds, "--retriever-folds")):
+                        (retriever_folds, "--retriever-folds"), (field_kinds, "--field-kinds")):
         if value is not None:
             from ..errors import ConfigError
 

@@ -1,4 +1,5 @@
-"""``recembed fit RANKER --data CTR_DATASET``: the ranking stage's side of ``fit`` (CTR models, AUC / logloss / GAUC);
+"""``recembed fit RANKER --data CTR_DATASET | IMPRESSIONS_FILE | INTERACTIONS``: the ranking stage's side of ``fit``
+(CTR models, AUC / logloss / GAUC; an impression file: ranking/ctr_files.py);
 ``recembed importance RUN_DIR``: per-field permutation importance of a fitted ranker (and the model-free OutRank-style
 field ranking of its training part), written to ``RUN_DIR/importance.json`` + ``importance.png``.
 
@@ -96,15 +97,27 @@ def fit_ranker(model: str, data: str, data_root: str | None, sets: tuple[str, ..
     if given.get("monitor_test"):
         raise ConfigError(f"--monitor-test: {model} is a CTR ranker; it validates on the validation part's AUC")
     ctr_data = is_ctr_dataset(data)
-    if ctr_data:
+    ctr_file = False  # an impression file (ranking/ctr_files.py): its own labels, fields from its columns
+    if not ctr_data:
+        from ..ranking.ctr_files import wants_ctr_file
+
+        ctr_file = wants_ctr_file(data, given.get("columns"), given.get("split_spec"), given.get("field_kinds"),
+                                  [s.partition("=")[0].strip() for s in sets])
+    if given.get("field_kinds") and not ctr_file:
+        raise ConfigError(f"--field-kinds: only for an impression file (a .csv / .tsv / .parquet with a 0/1 label "
+                          f"column, --columns label=NAME); {data} is not one")
+    if ctr_data or ctr_file:
         explicit = {**given, "negatives": negatives, "negative_sampling": negative_sampling,
                     "retriever_dir": retriever_dir, "candidates": candidates, "retriever_folds": retriever_folds}
+        allowed = ("columns", "split_spec", "field_kinds") if ctr_file else ()
         for key, flag in {**DATA_OPTIONS, "negatives": "--negatives", "negative_sampling": "--negative-sampling",
                           "retriever_dir": "--retriever", "candidates": "--candidates",
                           "retriever_folds": "--retriever-folds"}.items():
-            if explicit.get(key) not in (None, False, (), ""):
-                raise ConfigError(f"{flag}: {data} is a CTR dataset with its own fields and split (CTR datasets: "
-                                  f"{sorted(CTR_DATASETS)}); on interaction data a ranker takes {flag}")
+            if key not in allowed and explicit.get(key) not in (None, False, (), ""):
+                what = (f"{data} is an impression file: its rows are the impressions and their labels" if ctr_file
+                        else f"{data} is a CTR dataset with its own fields and split (CTR datasets: "
+                             f"{sorted(CTR_DATASETS)})")
+                raise ConfigError(f"{flag}: {what}; on interaction data a ranker takes {flag}")
     if retriever_dir is not None:
         for value, flag in ((negatives, "--negatives"), (negative_sampling, "--negative-sampling")):
             if value is not None:
@@ -133,6 +146,11 @@ def fit_ranker(model: str, data: str, data_root: str | None, sets: tuple[str, ..
             raise ConfigError(f"--retriever: {exc}") from None
     params = _parse_sets(sets)
     sid = _sid_options(params)
+    stream = None
+    if ctr_file:
+        from ..ranking.ctr_files import stream_options
+
+        stream = stream_options(params)
     model_class(model)(**params)  # unknown keys / bad values before the data
     if resume and not checkpoint_dir:
         raise ConfigError("--resume needs --checkpoint-dir")
@@ -147,6 +165,17 @@ def fit_ranker(model: str, data: str, data_root: str | None, sets: tuple[str, ..
 
         with console.status(f"loading {data}"):
             ctr = load_ctr(data, data_root)
+    elif ctr_file:
+        from ..ranking.ctr_columns import parse_field_kinds
+        from ..ranking.ctr_files import load_ctr_file
+
+        with console.status(f"reading {data}"):
+            ctr, file_spec = load_ctr_file(data, columns=given.get("columns"), split=given.get("split_spec"),
+                                           field_kinds=parse_field_kinds(given.get("field_kinds")), seed=seed,
+                                           **(stream or {}))
+        if sid is not None and getattr(ctr, "streamed", False):
+            raise ConfigError("sid_features: semantic-ID fields are added to in-memory parts; not with stream")
+        spec.update(file_spec)
     else:  # interactions as clicks, sampled non-clicks (ranking/implicit.py), the fields from the data's tables
         from ..data.splits import make_split
         from ..ranking.implicit import ctr_from_split

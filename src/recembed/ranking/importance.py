@@ -110,7 +110,8 @@ def plot_importance(result: dict[str, Any], path: str | Path, title: str) -> Non
 
 def load_run_data(config: dict[str, Any], data_root: str | None = None) -> Any:
     """The :class:`~recembed.ranking.datasets.CTRData` a ranker run was fitted on, rebuilt from its
-    ``config.json`` ``data`` spec: a CTR dataset (plus its semantic-ID fields when the run had them) or, for a
+    ``config.json`` ``data`` spec: a CTR dataset (plus its semantic-ID fields when the run had them), an impression
+    file (the same columns, kinds and split; read in memory) or, for a
     run on interaction data, the same split and sampled non-clicks (the fit's seed; runs with added item content
     are refused: their vectors would have to be encoded again)."""
     from ..errors import ConfigError, DataError
@@ -122,6 +123,14 @@ def load_run_data(config: dict[str, Any], data_root: str | None = None) -> Any:
         raise DataError('config.json names no data ("data": {"data": ...}); is this a ranker run?')
     if is_ctr_dataset(name):
         ctr = load_ctr(name, data_root or spec.get("data_root"))
+    elif spec.get("ctr_file"):  # an impression file (ranking/ctr_files.py): the same columns, kinds and split,
+        from .ctr_files import load_ctr_file  # read in memory (a streamed file's parts must fit for this)
+
+        f = spec["ctr_file"]
+        path = f["path"] if Path(f["path"]).exists() else name
+        split = None if Path(path).is_dir() else f.get("split")
+        ctr, _ = load_ctr_file(path, columns=f.get("columns"), split=split, field_kinds=f.get("kinds"),
+                               seed=int(config.get("seed", 2020)), stream="false")
     else:
         if spec.get("features") or spec.get("text_columns"):
             raise ConfigError("importance: runs fitted with --features / --text-columns are not supported (their "

@@ -43,10 +43,22 @@ def fit_and_evaluate_ranker(model_name: str, data: CTRData, *, params: dict[str,
     model = model_class(model_name)(**(params or {}))
     t = time.perf_counter()
     schema = data.schema()
-    model.fit(data.train, schema=schema, valid=data.valid, options=options)
+    streamed = getattr(data, "streamed", False)  # a Parquet file larger than memory (ranking/ctr_stream.py)
+    if streamed:
+        model.fit_stream(data, schema=schema, options=options)
+    else:
+        model.fit(data.train, schema=schema, valid=data.valid, options=options)
     fit_seconds = time.perf_counter() - t
     t = time.perf_counter()
-    parts = {p: model.evaluate(data.part(p)) for p in ("valid", "test")}
+    scored = None
+    if streamed:
+        from .ctr_stream import score_stream
+        from .metrics import ctr_metrics
+
+        scored = {p: score_stream(model, model.module_, data, p) for p in ("valid", "test")}
+        parts = {p: ctr_metrics(*s) for p, s in scored.items()}
+    else:
+        parts = {p: model.evaluate(data.part(p)) for p in ("valid", "test")}
     eval_seconds = time.perf_counter() - t
     result = model.train_result_
     metrics: dict[str, Any] = {
@@ -61,15 +73,21 @@ def fit_and_evaluate_ranker(model_name: str, data: CTRData, *, params: dict[str,
         "embedding_parameters": model.num_embedding_parameters(),
         "data": {"name": data.name, **data.sizes(), "fields": [f.name for f in data.fields]},
     }
+    if streamed:
+        metrics["streaming"] = model.stream_stats_
     directory = Path(out_dir) if out_dir is not None else None
     if directory is not None:
         write_ranker_run(directory, model, data, metrics, {
             "model": model_name, "kind": "ranker", "params": config_to_dict(model.config), "seed": options.seed,
-            "data": data_spec or {"name": data.name}, "auto_resolved": getattr(model, "auto_resolved_", {}) or None})
+            "data": data_spec or {"name": data.name}, "auto_resolved": getattr(model, "auto_resolved_", {}) or None},
+            test_scores=scored["test"][:2] if scored else None)
     return RankerRun(model, metrics, directory, None)
 
 
-def write_ranker_run(out: Path, model: Any, data: CTRData, metrics: dict[str, Any], config: dict[str, Any]) -> None:
+def write_ranker_run(out: Path, model: Any, data: CTRData, metrics: dict[str, Any], config: dict[str, Any],
+                     test_scores: tuple[Any, Any] | None = None) -> None:
+    """The run directory; ``test_scores``: the test part's ``(labels, probabilities)`` when already scored (a
+    streamed part), else the test part is predicted here."""
     from ..training.plots import plot_history
 
     out.mkdir(parents=True, exist_ok=True)
@@ -78,9 +96,8 @@ def write_ranker_run(out: Path, model: Any, data: CTRData, metrics: dict[str, An
         write_json(out / "history.json", model.history_)
         plot_history(model.history_, out / "training_curve.png", title=f"{config['model']} on {data.name}",
                      metric_label="valid metric", selected=model.config.valid_metric)
-    test = data.test
-    probs = model.predict(test)
-    rel = reliability(test.labels, probs)
+    labels, probs = test_scores if test_scores is not None else (data.test.labels, model.predict(data.test))
+    rel = reliability(labels, probs)
     metrics["test"]["reliability"] = rel
     plot_reliability(rel, out / "reliability.png", title=f"{config['model']} on {data.name} (test)")
     write_json(out / "config.json", {**{k: v for k, v in config.items() if v is not None}, "recembed": __version__,

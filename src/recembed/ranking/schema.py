@@ -19,7 +19,8 @@ the vocabularies or the statistics.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -206,12 +207,65 @@ class Schema:
                 if x.ndim != 2:
                     raise DataError(f"a vector field needs a 2-D (rows, dim) array, got shape {x.shape}", field=f.name)
                 self.dims[f.name] = int(x.shape[1])
+        self._keep_vocab(counts)
+        return self
+
+    def fit_batches(self, frames: Iterable[Frame], *, high_cardinality: dict[str, float] | None = None) -> Schema:
+        """:meth:`fit` over the training part given as consecutive ``frames`` (record batches of a file larger than
+        memory): token counts, numeric mean / deviation (merged per batch, Chan et al.), the longest token row
+        and vector widths are accumulated batch by batch, so only one batch is held at a time.
+
+        ``high_cardinality``: categorical fields (name -> share) whose ``min_count`` becomes 2 when they have more
+        distinct training tokens than ``share`` x training rows (known only after the pass). Returns the rows
+        seen in ``self.__dict__["rows_"]``."""
+        counts: dict[str, dict[str, int]] = {}
+        moments: dict[str, tuple[float, float, float]] = {}  # n, mean, M2
+        rows = 0
+        for frame in frames:
+            rows += len(frame)
+            for f in self.fields:
+                col = _column(frame, f)
+                if f.kind in TOKEN_KINDS:
+                    vc = pc.value_counts(_strings(col.values if isinstance(col, Ragged) else col).drop_null())
+                    table = counts.setdefault(f.vocab_from or f.name, {})
+                    for value, count in zip(vc.field("values").to_pylist(), vc.field("counts").to_pylist()):
+                        table[value] = table.get(value, 0) + count
+                    if isinstance(col, Ragged):
+                        longest = int(np.diff(col.offsets).max(initial=0))
+                        self.lengths[f.name] = f.max_len or max(self.lengths.get(f.name, 1), longest)
+                elif f.kind == "numeric":
+                    x = np.asarray(col, dtype=np.float64)
+                    ok = x[np.isfinite(x)]
+                    if ok.size:
+                        n0, m0, s0 = moments.get(f.name, (0.0, 0.0, 0.0))
+                        n1, m1 = float(ok.size), float(ok.mean())
+                        s1 = float(((ok - m1) ** 2).sum())
+                        n = n0 + n1
+                        moments[f.name] = (n, m0 + (m1 - m0) * n1 / n, s0 + s1 + (m1 - m0) ** 2 * n0 * n1 / n)
+                else:
+                    x = np.asarray(col)
+                    if x.ndim != 2 or self.dims.get(f.name, x.shape[1]) != x.shape[1]:
+                        raise DataError(f"a vector field needs rows of one width, got shape {x.shape} after width "
+                                        f"{self.dims.get(f.name)}", field=f.name)
+                    self.dims[f.name] = int(x.shape[1])
+        for f in self.fields:
+            if f.kind == "numeric":
+                n, mean, m2 = moments.get(f.name, (0.0, 0.0, 0.0))
+                std = float(np.sqrt(m2 / n)) if n else 1.0
+                self.stats[f.name] = (mean if n else 0.0, std if std > 0 else 1.0)
+        for name, share in (high_cardinality or {}).items():
+            if len(counts.get(name, ())) > share * rows:
+                self.fields = [replace(f, min_count=2) if f.name == name else f for f in self.fields]
+        self._keep_vocab(counts)
+        self.__dict__["rows_"] = rows
+        return self
+
+    def _keep_vocab(self, counts: dict[str, dict[str, int]]) -> None:
         for name, table in counts.items():
             min_count = self.field(name).min_count
             # most frequent first, ties by token: the same training data always gives the same indices
             kept = sorted((t for t, c in table.items() if c >= min_count), key=lambda t: (-table[t], t))
             self.vocab[name] = kept
-        return self
 
     # -- encoding any part --------------------------------------------------------------------------------------
     def encode(self, frame: Frame) -> Encoded:

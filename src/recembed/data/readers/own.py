@@ -60,8 +60,9 @@ class _Source:
         return DataError(message + at, path=self.label, line=line, field=field)
 
 
-def parse_columns(spec: str | Mapping[str, str] | None) -> dict[str, str]:
-    """``"user=uid,item=movie,time=ts"`` (or a dict) -> ``{role: column}``; unknown roles are an error."""
+def parse_columns(spec: str | Mapping[str, str] | None, roles: tuple[str, ...] = ROLES) -> dict[str, str]:
+    """``"user=uid,item=movie,time=ts"`` (or a dict) -> ``{role: column}``; roles not in ``roles`` are an error
+    (an impression file's roles: :data:`recembed.ranking.ctr_files.CTR_ROLES`)."""
     if spec is None or spec == "":
         return {}
     if isinstance(spec, str):
@@ -70,9 +71,9 @@ def parse_columns(spec: str | Mapping[str, str] | None) -> dict[str, str]:
         if bad:
             raise ConfigError(f"--columns: expected role=column pairs separated by commas, got {spec!r}")
         spec = {a.strip(): b.strip() for a, _, b in pairs}
-    unknown = sorted(set(spec) - set(ROLES))
+    unknown = sorted(set(spec) - set(roles))
     if unknown:
-        raise ConfigError(f"--columns: unknown role(s) {unknown}; roles are {list(ROLES)}")
+        raise ConfigError(f"--columns: unknown role(s) {unknown}; roles are {list(roles)}")
     return dict(spec)
 
 

@@ -218,6 +218,42 @@ class Ranker:
         self.module_ = module.eval()
         return self
 
+    def fit_stream(self, data: Any, *, schema: Schema, options: FitOptions | None = None) -> Ranker:
+        """:meth:`fit` on a :class:`~recembed.ranking.ctr_stream.StreamedCTR` (a Parquet file larger than memory):
+        the :class:`~recembed.ranking.ctr_stream.StreamTask` reads the training part in shuffled buffers, the
+        validation part is scored batch by batch. ``stream_stats_``: the most rows held encoded / read at once."""
+        from ...ranking.ctr_stream import StreamTask, score_stream
+
+        if type(self)._prepare is not Ranker._prepare:
+            raise ConfigError(f"{self.name} reads its whole encoded training part before training; it cannot "
+                              "stream (stream=false, or another ranker)")
+        options = options or FitOptions()
+        rows = data.sizes()["train"]
+        if rows == 0:
+            raise DataError("cannot fit on an empty training part")
+        if options.threads:
+            torch.set_num_threads(options.threads)
+        self.schema_ = schema
+        self.auto_resolved_ = {}
+        batch = self.config.batch_for(rows)
+        if batch != self.config.batch_size:
+            self.auto_resolved_["batch_size"] = batch
+        seed_everything(options.seed)
+        module = self._build_module(schema)
+        validate = None
+        if data.sizes()["valid"]:
+            def validate() -> dict[str, float]:
+                m = ctr_metrics(*score_stream(self, module, data, "valid"))
+                return {"auc": m["auc"], "gauc": m["gauc"], "logloss": m["logloss"]}
+
+        task = StreamTask(data, schema, batch, data.buffer_rows, self.config.embedding_l2)
+        self.train_result_ = Trainer(self.config, options).fit(module, task, validate)
+        self.history_ = self.train_result_.history
+        self.module_ = module.eval()
+        self.stream_stats_ = {"buffer_rows": task.buffer_rows, "max_buffered_rows": task.max_buffered,
+                              "max_read_rows": data.max_frame_rows}
+        return self
+
     # -- scoring ------------------------------------------------------------------------------------------------
     def _check_fitted(self) -> None:
         if not hasattr(self, "module_"):
