@@ -231,6 +231,10 @@ def write_bundle(
         step(f"index ({index})" if index else "index (none)")
         if index is not None:
             manifest["index"] = _build_index_file(tmp, index, index_params or {}, vectors[1])
+        if hasattr(model, "compression_info"):  # a compressed run (recembed compress): its codes and byte counts
+            manifest["compression"] = model.compression_info()
+            if index is None and vectors is not None and model.stored_index() is not None:
+                manifest["index"] = _store_codes_index(tmp, model, vectors[1])
         step("checksums" + (" and signature" if sign_key else ""))
         _finish(tmp, manifest, sign_key)
     except BaseException:
@@ -254,6 +258,18 @@ def _build_index_file(root: Path, kind: str, params: dict[str, Any], item_vector
     (root / "index").mkdir(parents=True, exist_ok=True)
     idx.save(root / rel)
     return {"kind": kind, "params": idx.params(), "file": rel}
+
+
+def _store_codes_index(root: Path, model: Recommender, item_vectors: np.ndarray) -> dict[str, Any]:
+    """A compressed model's FAISS index (its PQ codes) as the bundle's ``codes`` index."""
+    from .index import CodesIndex
+
+    params = {"nprobe": model.config.nprobe} if model.config.method == "ivfpq" else {}
+    idx = CodesIndex.from_faiss(model.stored_index(), item_vectors, params)
+    rel = "index/items.codes.faiss"
+    (root / "index").mkdir(parents=True, exist_ok=True)
+    idx.save(root / rel)
+    return {"kind": "codes", "params": idx.params(), "file": rel}
 
 
 def bundle_from_run(run_dir: str | Path, out: str | Path, *, index: str | None = None,
@@ -300,7 +316,8 @@ def bundle_from_run(run_dir: str | Path, out: str | Path, *, index: str | None =
         content, note = encoder_for_run(run, data_root)
         if content is None:
             notes.append(f"no content encoder: {note}; POST /v1/items will answer 501")
-    metrics = {k: run.metrics[k] for k in ("dataset", "split", "split_hash", "test", "valid", "test_cold")
+    metrics = {k: run.metrics[k] for k in ("dataset", "split", "split_hash", "test", "valid", "test_cold",
+                                           "compression")
                if k in run.metrics}
     path = write_bundle(out, model=run.model, users=run.users, items=run.items, history_indptr=indptr,
                         history_items=hist, titles=None if run.titles is None else [str(t) for t in run.titles],
