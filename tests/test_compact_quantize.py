@@ -37,6 +37,10 @@ def test_fp16_and_binary_round_trips() -> None:
     bits = q.binary_encode(x)
     assert bits.shape == (100, 5)
     np.testing.assert_array_equal(q.binary_decode(bits, 37), np.where(x > 0, 1.0, -1.0))
+    x = x + 3.0  # off-centre: the code is of x - mean, scaled by mean |x - mean| (least squares for a sign code)
+    back = q.binary_table_decode(*q.binary_table(x))
+    assert np.all(np.sign(back - x.mean(0)) == np.sign(x - x.mean(0)))
+    assert np.linalg.norm(back - x) < np.linalg.norm(x - x.mean(0))
 
 
 @pytest.mark.parametrize("spec", ["pq:4", "opq:4", "ivfpq:4"])
@@ -69,7 +73,7 @@ def test_byte_report() -> None:
     assert q.byte_report(q.parse_method("int8"), 1000, d)["bytes_per_item"] == 66
     assert q.byte_report(q.parse_method("fp16"), 1000, d)["compression_ratio"] == 2.0
     b = q.byte_report(q.parse_method("binary"), 1000, d)
-    assert b["index_bytes_per_item"] == 8 and b["bytes_per_item"] == 8 + 66
+    assert b["index_bytes_per_item"] == 10 and b["bytes_per_item"] == 10 + 66 and b["shared_bytes"] == 256
     pq = q.byte_report(q.parse_method("pq:16"), 1000, d, index=object.__new__(object))
     assert pq["bytes_per_item"] == 16 and pq["compression_ratio"] == 16.0
     assert pq["bytes_per_item_amortised"] == pytest.approx(16 + 16 * 256 * 4 * 4 / 1000, abs=0.01)

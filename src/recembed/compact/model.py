@@ -11,10 +11,10 @@ from data. Scores:
   ``q . decoded(x)``); the FAISS index with the codes is saved in the model (``faiss_index``, FAISS's own
   serialised bytes) and stored as the bundle's ``codes`` index. The evaluation scores every item (IVF's
   ``nprobe`` only limits the stored index's search);
-* ``binary``: item sign codes scored against the fp32 user vector; the top ``rerank`` items not seen in
-  training are re-scored exactly on the re-rank store; every other item is shifted below them (their sign-code
-  order kept). Not an inner product of two tables, so its bundle is a ``model`` bundle (the service calls
-  :meth:`score`).
+* ``binary``: item sign codes (centred, with a per-row scale) scored against the fp32 user vector; the top
+  ``rerank`` items not seen in training are re-scored exactly on the re-rank store; every other item is shifted
+  below them (their sign-code order kept). Not an inner product of two tables, so its bundle is a ``model``
+  bundle (the service calls :meth:`score`); with ``rerank=0`` it is one (user . decoded code).
 
 Decoded tables are cached in memory for scoring (the codes are what is saved and what the byte accounting
 counts). State: ``user_items`` (the training matrix, for ``exclude_seen``) plus the method's arrays.
@@ -69,6 +69,7 @@ class CompressedEmbedding(Recommender):
 
     _users: np.ndarray  # decoded (U, d) float32
     _items: np.ndarray  # decoded (I, d) float32 (binary: the re-rank store, decoded)
+    _coarse: np.ndarray  # binary: the decoded sign codes (I, d) float32
 
     @classmethod
     def from_model(cls, model: Recommender, method: q.Method, *, seed: int = 0) -> CompressedEmbedding:
@@ -101,7 +102,7 @@ class CompressedEmbedding(Recommender):
         qv = self._users[users]
         if self.config.method != "binary":
             return qv @ self._items.T
-        coarse = qv @ self._signs.T
+        coarse = qv @ self._coarse.T
         n = min(self.config.rerank, self.num_items_)
         if n == 0:
             return coarse
@@ -124,7 +125,7 @@ class CompressedEmbedding(Recommender):
 
     def item_embeddings(self) -> np.ndarray:
         self._check_fitted()
-        return self._items if self.config.method != "binary" or self.config.rerank else self._signs
+        return self._items if self.config.method != "binary" or self.config.rerank else self._coarse
 
     def stored_index(self) -> Any:
         """The FAISS index holding the PQ codes (pq / opq / ivfpq), else None: the bundle's ``codes`` index."""
@@ -144,10 +145,10 @@ class CompressedEmbedding(Recommender):
     def _set_state(self, state: dict[str, Any]) -> None:
         self._saved = dict(state)
         self.user_items_ = state.get("user_items")
-        users, items, signs, index = decode_tables(self.config.to_method(), state)
+        users, items, coarse, index = decode_tables(self.config.to_method(), state)
         self._users, self._items = users, items
-        if signs is not None:
-            self._signs = signs
+        if coarse is not None:
+            self._coarse = coarse
         if index is not None:
             self._faiss = index
 
@@ -165,8 +166,8 @@ def encode_tables(method: q.Method, users: np.ndarray, items: np.ndarray, seed: 
         return {"user_codes": uc, "user_scale": us,
                 "item_codes": ic, "item_scale": isc}
     if kind == "binary":
-        out = {"user_vectors": users, "item_bits": q.binary_encode(items),
-               "dim": np.asarray([items.shape[1]], dtype=np.int64)}
+        bits, scale, mean = q.binary_table(items)
+        out = {"user_vectors": users, "item_bits": bits, "item_bit_scale": scale, "item_mean": mean}
         if method.rerank_on == "fp32":
             out["item_vectors"] = items
         else:
@@ -178,7 +179,7 @@ def encode_tables(method: q.Method, users: np.ndarray, items: np.ndarray, seed: 
 
 def decode_tables(method: q.Method, state: dict[str, Any]
                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, Any]:
-    """``(users, items, signs, faiss index)`` decoded from the saved arrays (float32, C-contiguous)."""
+    """``(users, items, binary coarse vectors, faiss index)`` decoded from the saved arrays (float32, C-contiguous)."""
     kind, signs, index = method.kind, None, None
     if kind == "fp16":
         users, items = q.fp16_decode(state["user_codes"]), q.fp16_decode(state["item_codes"])
@@ -192,7 +193,7 @@ def decode_tables(method: q.Method, state: dict[str, Any]
     else:
         users = state["user_vectors"]
         if kind == "binary":
-            signs = q.binary_decode(state["item_bits"], int(np.asarray(state["dim"]).ravel()[0]))
+            signs = q.binary_table_decode(state["item_bits"], state["item_bit_scale"], state["item_mean"])
             items = state["item_vectors"] if "item_vectors" in state else \
                 q.int8_decode(state["item_codes"], state["item_scale"])
         else:

@@ -6,9 +6,11 @@ Methods (the ``--method`` of ``recembed compress``; :func:`parse_method`):
 * ``fp16``: IEEE half precision, 2 bytes a dimension;
 * ``int8``: symmetric per-row scale ``s = max|x| / 127``, codes ``round(x / s)`` in [-127, 127]; each element is
   off by at most ``s / 2``; ``d`` bytes of codes + a 2-byte (fp16) scale a row;
-* ``binary``: the sign bits of each item vector (``d / 8`` bytes), scored asymmetrically (fp32 query . +-1 code),
-  the top ``rerank`` items of each query re-scored exactly on a re-rank store (``int8`` codes or the ``fp32``
-  vectors), the rest kept below them in sign-code order;
+* ``binary``: the sign bits of each item vector minus the mean item vector (``d / 8`` bytes) and an fp16 scale
+  (the row's mean absolute centred value: the least-squares scale of a sign code), decoded as
+  ``mean + scale * (+-1)`` and scored asymmetrically (fp32 query . decoded code); the top ``rerank`` items of each
+  query re-scored exactly on a re-rank store (``int8`` codes or the ``fp32`` vectors), the rest kept below them
+  in sign-code order;
 * ``pq:M[xB]`` / ``opq:M[xB]`` / ``ivfpq:M[xB]``: FAISS product quantisation of the item vectors with ``M``
   sub-quantisers of ``B`` bits (default 8), OPQ with a learnt rotation first, IVF-PQ with a coarse quantiser
   (residual PQ codes); the user vectors stay fp32 (asymmetric distance computation, as FAISS searches).
@@ -60,7 +62,7 @@ class Method:
         if self.kind in FAISS_KINDS:
             return f"{self.kind}:{self.m}" + ("" if self.nbits == 8 else f"x{self.nbits}")
         if self.kind == "binary":
-            return f"binary+rerank{self.rerank}({self.rerank_on})"
+            return f"binary+rerank{self.rerank}({self.rerank_on})" if self.rerank else "binary"
         return self.kind
 
 
@@ -123,6 +125,20 @@ def int8_decode(codes: np.ndarray, scale: np.ndarray) -> np.ndarray:
 def binary_encode(x: np.ndarray) -> np.ndarray:
     """Sign bits, packed: ``(N, ceil(d / 8)) uint8`` (bit set: the element is > 0)."""
     return np.packbits(np.asarray(x) > 0, axis=1)
+
+
+def binary_table(x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(bits, scale (N,) fp16, mean (d,) fp32)``: sign codes of ``x - mean`` and their least-squares scales."""
+    x = np.asarray(x, dtype=np.float32)
+    mean = x.mean(axis=0)
+    centred = x - mean
+    return binary_encode(centred), np.abs(centred).mean(axis=1).astype(np.float16), mean
+
+
+def binary_table_decode(bits: np.ndarray, scale: np.ndarray, mean: np.ndarray) -> np.ndarray:
+    """``mean + scale * (+-1)``: what a :func:`binary_table` code stands for."""
+    signs = binary_decode(bits, len(mean))
+    return (mean[None, :] + np.asarray(scale, dtype=np.float32)[:, None] * signs).astype(np.float32)
 
 
 def binary_decode(bits: np.ndarray, dim: int) -> np.ndarray:
@@ -227,7 +243,7 @@ def byte_report(method: Method, num_items: int, dim: int, index: Any = None) -> 
     elif method.kind == "int8":
         per = dim + 2
     elif method.kind == "binary":
-        per = (dim + 7) // 8
+        per, overhead = (dim + 7) // 8 + 2, 4 * dim  # sign bits + fp16 scale; the shared mean vector
     else:
         per = (method.m * method.nbits + 7) // 8 + (8 if method.kind == "ivfpq" else 0)
         overhead = faiss_overhead_bytes(index, method, dim) if index is not None else 0
