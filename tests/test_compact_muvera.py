@@ -47,35 +47,41 @@ def test_fde_inner_product_never_exceeds_chamfer(seed: int, mq: int, mp: int, di
 @given(seed=st.integers(0, 2 ** 31 - 1), m=st.integers(2, 8), dim=st.integers(16, 48),
        extra=st.integers(0, 3))
 def test_fde_inner_product_approximates_chamfer(seed: int, m: int, dim: int, extra: int) -> None:
-    """A document of near-copies of the query's vectors (plus a few random ones): the FDE estimate is within 40 %
-    of the exact Chamfer similarity, and far above the estimate for a random document of the same size."""
+    """A document of near-copies of the query's vectors (plus a few random ones): the FDE estimate is at least half
+    the exact Chamfer similarity (32 partitions: a query vector shares its partition with ~1 + (n - 1) / 32
+    document vectors, whose average is taken), and far above the estimate for a random document of that size."""
     rng = np.random.default_rng(seed)
     q = unit(rng.standard_normal((m, dim)))
     good = unit(np.concatenate([q + 0.1 * rng.standard_normal((m, dim)) / np.sqrt(dim),
                                 rng.standard_normal((extra, dim))]))
     bad = unit(rng.standard_normal((m + extra, dim)))
-    enc = FDEEncoder(FDEConfig(dim=dim, k_sim=3, reps=30, seed=seed % 997))
+    enc = FDEEncoder(FDEConfig(dim=dim, k_sim=5, reps=30, seed=seed % 997))
     fq = enc.encode_queries(q[None])[0]
     est_good, est_bad = (float(fq @ enc.encode_documents(p[None])[0]) / 30 for p in (good, bad))
     exact_good = brute_chamfer(q, good)
     assert est_good <= exact_good + 1e-4
-    assert est_good >= 0.6 * exact_good
+    assert est_good >= 0.5 * exact_good
     assert est_good > est_bad + 0.25 * m
 
 
 def test_projections_are_unbiased_on_average() -> None:
+    """Inner (+-1 / sqrt(d_proj)) and final (Count-Sketch) projections keep the FDE inner product in expectation."""
     rng = np.random.default_rng(3)
     q, p = unit(rng.standard_normal((1, 6, 16))), unit(rng.standard_normal((1, 9, 16)))
     base = FDEEncoder(FDEConfig(dim=16, k_sim=2, reps=4, seed=0))
     target = float(base.encode_queries(q)[0] @ base.encode_documents(p)[0])
-    sketch = [FDEEncoder(FDEConfig(dim=16, k_sim=2, reps=4, seed=0, d_final=64)) for _ in range(1)]
-    assert sketch[0].out_dim == 64
-    ests = []
-    for s in range(300):  # same partitions (seed 0 planes), fresh projections: planes drawn first, same seed
-        enc = FDEEncoder(FDEConfig(dim=16, k_sim=2, reps=4, seed=0, d_proj=8))
-        enc.proj = (np.random.default_rng(s + 10).integers(0, 2, enc.proj.shape) * 2 - 1) / np.sqrt(8.0)
-        ests.append(float(enc.encode_queries(q)[0] @ enc.encode_documents(p)[0]))
-    assert abs(np.mean(ests) - target) < 0.1 * max(1.0, abs(target)) + 3 * np.std(ests) / np.sqrt(300)
+    for extra in ({"d_proj": 8}, {"d_final": 64}):
+        ests = []
+        for s in range(200):  # the same partitions (the planes are drawn first from seed 0), fresh projections
+            enc = FDEEncoder(FDEConfig(dim=16, k_sim=2, reps=4, seed=0, **extra))
+            fresh = np.random.default_rng(s + 10)
+            if enc.proj is not None:
+                enc.proj = (fresh.integers(0, 2, enc.proj.shape) * 2 - 1) / np.float32(np.sqrt(8.0))
+            else:
+                enc.sketch.data = (fresh.integers(0, 2, enc.sketch.nnz) * 2 - 1).astype(np.float32)
+                assert enc.out_dim == 64
+            ests.append(float(enc.encode_queries(q)[0] @ enc.encode_documents(p)[0]))
+        assert abs(np.mean(ests) - target) < 4 * np.std(ests) / np.sqrt(len(ests)) + 1e-3, extra
 
 
 def test_chamfer_matches_brute_force_with_ragged_sets() -> None:

@@ -92,7 +92,7 @@ def test_binary_rerank_scores_are_exact_on_the_candidates() -> None:
         assert got[row, rest].max() < got[row, top].min()
 
 
-@pytest.mark.parametrize("method", ["fp16", "int8", "binary", "pq:4x4", "ivfpq:4x4"])
+@pytest.mark.parametrize("method", ["fp16", "int8", "binary", "pq:4x4", "opq:4x4", "ivfpq:4x4"])
 def test_compressed_run_round_trips_through_metrics_bundle_and_service(method: str) -> None:
     src = fitted_run("bpr")
     out = workdir() / f"compressed-{method.replace(':', '-')}"

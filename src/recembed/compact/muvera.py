@@ -142,7 +142,7 @@ class FDEEncoder:
             y = x if self.proj is None else x @ self.proj[r]  # (n, m, block)
             onehot = (code[..., None] == np.arange(c.partitions)) & mask[..., None]  # (n, m, B)
             hot = onehot.astype(np.float32)
-            sums = np.einsum("nmb,nmp->nbp", hot, y)
+            sums = np.matmul(hot.transpose(0, 2, 1), y)  # (n, B, block): per-partition sums
             if document:
                 counts = hot.sum(axis=1)  # (n, B)
                 sums /= np.maximum(counts, 1.0)[..., None]
@@ -160,19 +160,25 @@ class FDEEncoder:
 # --------------------------------------------------------------------------------------------
 # Chamfer similarity
 # --------------------------------------------------------------------------------------------
+def _pad_with_first(block: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """Padding rows replaced by each set's first vector: a repeated vector leaves every max unchanged, so the
+    scores need no mask."""
+    return block if mask.all() else np.where(mask[..., None], block, block[:, :1, :])
+
+
 def chamfer(queries: np.ndarray, docs: np.ndarray, q_lengths: np.ndarray | None = None,
             d_lengths: np.ndarray | None = None, *, batch: int = 4096) -> np.ndarray:
-    """Exact Chamfer similarity of every query set with every document set: ``(nq, N) float32``."""
+    """Exact Chamfer similarity of every query set with every document set: ``(nq, N) float32`` (documents in
+    blocks of ``batch``: one BLAS product of all query vectors with a block's vectors, a max, a sum)."""
     q, qm = _as_sets(queries, q_lengths)
     d, dm = _as_sets(docs, d_lengths)
     nq, mq, dim = q.shape
-    flat_q = (q * qm[..., None]).reshape(nq * mq, dim).T.copy()  # padded query vectors add 0
+    flat_q = (q * qm[..., None]).reshape(nq * mq, dim).T.copy()  # padded query vectors are 0: they add 0
     out = np.empty((nq, len(d)), dtype=np.float32)
     for s in range(0, len(d), batch):
-        block, bm = d[s: s + batch], dm[s: s + batch]
-        sims = (block.reshape(-1, dim) @ flat_q).reshape(len(block), d.shape[1], nq, mq)
-        sims = np.where(bm[:, :, None, None], sims, -np.inf).max(axis=1)  # (b, nq, mq)
-        out[:, s: s + batch] = np.where(qm[None], sims, 0.0).sum(axis=2).T
+        block = _pad_with_first(d[s: s + batch], dm[s: s + batch])
+        sims = (block.reshape(-1, dim) @ flat_q).reshape(len(block), d.shape[1], nq, mq).max(axis=1)
+        out[:, s: s + batch] = sims.sum(axis=2).T
     return out
 
 
@@ -184,8 +190,8 @@ def chamfer_candidates(queries: np.ndarray, docs: np.ndarray, candidates: np.nda
     cand = np.asarray(candidates, dtype=np.int64)
     out = np.empty(cand.shape, dtype=np.float32)
     for i in range(len(q)):
-        sims = np.einsum("kmd,qd->kmq", d[cand[i]], q[i][qm[i]])  # (K, md, mq')
-        out[i] = np.where(dm[cand[i]][..., None], sims, -np.inf).max(axis=1).sum(axis=1)
+        block = _pad_with_first(d[cand[i]], dm[cand[i]])
+        out[i] = (block @ q[i][qm[i]].T).max(axis=1).sum(axis=1)  # (K, md, mq') -> (K,)
     return out
 
 
@@ -242,13 +248,13 @@ def prune_sets(sets: np.ndarray, max_vectors: int, lengths: np.ndarray | None = 
     cent = np.take_along_axis(x, start[..., None], axis=1)  # (n, c, d)
     valid = np.arange(c)[None, :] < np.minimum(lens, c)[:, None]
     for _ in range(iters):
-        dist = (np.einsum("nmd,nmd->nm", x, x)[..., None] - 2 * np.einsum("nmd,ncd->nmc", x, cent)
+        dist = (np.einsum("nmd,nmd->nm", x, x)[..., None] - 2 * np.matmul(x, cent.transpose(0, 2, 1))
                 + np.einsum("ncd,ncd->nc", cent, cent)[:, None, :])
         dist = np.where(valid[:, None, :], dist, np.inf)
         assign = dist.argmin(axis=2)  # (n, m)
         hot = ((assign[..., None] == np.arange(c)) & mask[..., None]).astype(np.float32)
         counts = hot.sum(axis=1)  # (n, c)
-        sums = np.einsum("nmc,nmd->ncd", hot, x)
+        sums = np.matmul(hot.transpose(0, 2, 1), x)  # (n, c, d)
         cent = np.where(counts[..., None] > 0, sums / np.maximum(counts, 1.0)[..., None], cent)
     if normalize:
         cent /= np.maximum(np.linalg.norm(cent, axis=2, keepdims=True), 1e-12)

@@ -168,8 +168,6 @@ def train_faiss(method: Method, x: np.ndarray, seed: int = 0) -> Any:
     n, d = x.shape
     if d % method.m:
         raise ConfigError(f"--method {method.label}: M={method.m} must divide the embedding dimension {d}")
-    if method.kind == "opq" and n < 256:  # FAISS's OPQ trains its rotation with an 8-bit PQ of its own
-        raise ConfigError(f"--method {method.label}: OPQ needs at least 256 items, got {n} (use pq:MxBITS)")
     if n < 2 ** method.nbits:
         raise ConfigError(f"--method {method.label}: {n} items are fewer than the {2 ** method.nbits} centroids a "
                           f"sub-quantiser of {method.nbits} bits needs (use pq:MxBITS with fewer bits)")
@@ -182,7 +180,13 @@ def train_faiss(method: Method, x: np.ndarray, seed: int = 0) -> Any:
         factory = f"IVF{nlist},PQ{method.m}x{method.nbits}np"
     index = faiss.index_factory(d, factory, faiss.METRIC_INNER_PRODUCT)
     _seed_clustering(index, seed)
+    rotation_pq = None
+    if method.kind == "opq":  # OPQ learns its rotation with a PQ of the final code width (FAISS's default: 8 bits)
+        rotation_pq = faiss.ProductQuantizer(d, method.m, method.nbits)
+        faiss.downcast_VectorTransform(index.chain.at(0)).pq = rotation_pq
     index.train(x)
+    if rotation_pq is not None:
+        faiss.downcast_VectorTransform(index.chain.at(0)).pq = None  # only for training; not kept past it
     index.add(x)
     if method.kind == "ivfpq":
         ivf = faiss.extract_index_ivf(index)

@@ -14,7 +14,10 @@ Layout::
       users.parquet            user vocabulary (``id``, index order)
       items.parquet            item vocabulary (``id``) and ``title`` when the run had titles
       content/...              content encoder state and head arrays (content-capable bundles only)
-      index/items.<kind>.faiss optional FAISS index over ``item_vectors`` (FAISS's own binary format)
+      index/items.<kind>.faiss optional FAISS index over ``item_vectors`` (FAISS's own binary format); a compressed
+                               run's (``recembed compress``, PQ kinds) is its own PQ codes, kind ``codes``, and the
+                               manifest's ``compression`` records its bytes per item (``item_vectors`` then holds the
+                               decoded vectors, for exact fallbacks and similar items)
       ranker/...               optional ranking stage (``--ranker``): the ranker's model.json + model.safetensors and
                                the user / item feature tables it reads (:mod:`.ranker`)
       signature.json           optional HMAC-SHA256 of manifest.json (``sign`` / ``--sign``; see :mod:`.signing`)

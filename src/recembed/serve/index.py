@@ -1,4 +1,5 @@
-"""Inner-product item indexes behind one interface: exact (the reference) and FAISS (Flat, HNSW, IVF-PQ).
+"""Inner-product item indexes behind one interface: exact (the reference) and FAISS (Flat, HNSW, IVF-PQ, and
+``codes``: a compressed run's own PQ / OPQ / IVF-PQ index, see :mod:`recembed.compact`).
 
 Every index keeps the item vectors it was built on (``vectors``, ``(N, D) float32``) and answers
 
