@@ -24,9 +24,9 @@ from rich.table import Table as RichTable
 from ..errors import RecembedError
 from .checks import check_fit
 from .common import POSITIVE_INT, THREADS_HELP, _load_run, _metrics_table, _parse_sets, _run_parts, console, parse_ks
+from .compact_cmds import register as _register_compact
 from .data_opts import attach_content, cold_users_option, load_data, own_data_options, report_split
 from .data_opts import text_encoder as _text_encoder
-from .compact_cmds import register as _register_compact
 from .rank_cmds import register as _register_rank
 from .run_cmds import register as _register_runs
 from .semantic_cmds import register as _register_semantic
