@@ -10,6 +10,7 @@
     recembed compare RUN_A RUN_B [--metric ndcg@10]
     recembed ensemble RUN_A RUN_B ... --out RUN_DIR [--weights 1,1,...]
     recembed tune MODEL --data NAME --trials N [--time-budget S] [--space FILE.toml] --out DIR
+    recembed compress RUN --method int8|fp16|binary|pq:M|opq:M|ivfpq:M --out RUN2
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from rich.table import Table as RichTable
 from ..errors import RecembedError
 from .checks import check_fit
 from .common import POSITIVE_INT, THREADS_HELP, _load_run, _metrics_table, _parse_sets, _run_parts, console, parse_ks
+from .compact_cmds import register as _register_compact
 from .data_opts import attach_content, cold_users_option, load_data, own_data_options, report_split
 from .data_opts import text_encoder as _text_encoder
 from .rank_cmds import register as _register_rank
@@ -279,6 +281,7 @@ _register_rank(cli)
 _register_serve(cli)
 _register_semantic(cli)
 _register_tune(cli)
+_register_compact(cli)
 
 
 def main() -> None:

@@ -52,6 +52,12 @@ RANKERS: dict[str, str] = {
 }
 
 
+#: models made from a fitted run, not fitted from data (loadable, not ``recembed fit``-able)
+DERIVED: dict[str, str] = {
+    "compressed": "recembed.compact.model:CompressedEmbedding",  # recembed compress RUN --method ...
+}
+
+
 def is_ranker(name: str) -> bool:
     return name in RANKERS
 
@@ -59,7 +65,7 @@ def is_ranker(name: str) -> bool:
 def model_class(name: str) -> type:
     """The class registered under ``name``."""
     try:
-        path = MODELS.get(name) or RANKERS[name]
+        path = MODELS.get(name) or DERIVED.get(name) or RANKERS[name]
     except KeyError:
         known = {**MODELS, **RANKERS}
         raise ConfigError(f"unknown model {name!r}{did_you_mean(name, known)}; available: {sorted(known)}") from None

@@ -14,7 +14,10 @@ Layout::
       users.parquet            user vocabulary (``id``, index order)
       items.parquet            item vocabulary (``id``) and ``title`` when the run had titles
       content/...              content encoder state and head arrays (content-capable bundles only)
-      index/items.<kind>.faiss optional FAISS index over ``item_vectors`` (FAISS's own binary format)
+      index/items.<kind>.faiss optional FAISS index over ``item_vectors`` (FAISS's own binary format); a compressed
+                               run's (``recembed compress``, PQ kinds) is its own PQ codes, kind ``codes``, and the
+                               manifest's ``compression`` records its bytes per item (``item_vectors`` then holds the
+                               decoded vectors, for exact fallbacks and similar items)
       ranker/...               optional ranking stage (``--ranker``): the ranker's model.json + model.safetensors and
                                the user / item feature tables it reads (:mod:`.ranker`)
       signature.json           optional HMAC-SHA256 of manifest.json (``sign`` / ``--sign``; see :mod:`.signing`)
@@ -231,6 +234,10 @@ def write_bundle(
         step(f"index ({index})" if index else "index (none)")
         if index is not None:
             manifest["index"] = _build_index_file(tmp, index, index_params or {}, vectors[1])
+        if hasattr(model, "compression_info"):  # a compressed run (recembed compress): its codes and byte counts
+            manifest["compression"] = model.compression_info()
+            if index is None and vectors is not None and model.stored_index() is not None:
+                manifest["index"] = _store_codes_index(tmp, model, vectors[1])
         step("checksums" + (" and signature" if sign_key else ""))
         _finish(tmp, manifest, sign_key)
     except BaseException:
@@ -254,6 +261,18 @@ def _build_index_file(root: Path, kind: str, params: dict[str, Any], item_vector
     (root / "index").mkdir(parents=True, exist_ok=True)
     idx.save(root / rel)
     return {"kind": kind, "params": idx.params(), "file": rel}
+
+
+def _store_codes_index(root: Path, model: Recommender, item_vectors: np.ndarray) -> dict[str, Any]:
+    """A compressed model's FAISS index (its PQ codes) as the bundle's ``codes`` index."""
+    from .index import CodesIndex
+
+    params = {"nprobe": model.config.nprobe} if model.config.method == "ivfpq" else {}
+    idx = CodesIndex.from_faiss(model.stored_index(), item_vectors, params)
+    rel = "index/items.codes.faiss"
+    (root / "index").mkdir(parents=True, exist_ok=True)
+    idx.save(root / rel)
+    return {"kind": "codes", "params": idx.params(), "file": rel}
 
 
 def bundle_from_run(run_dir: str | Path, out: str | Path, *, index: str | None = None,
@@ -300,7 +319,8 @@ def bundle_from_run(run_dir: str | Path, out: str | Path, *, index: str | None =
         content, note = encoder_for_run(run, data_root)
         if content is None:
             notes.append(f"no content encoder: {note}; POST /v1/items will answer 501")
-    metrics = {k: run.metrics[k] for k in ("dataset", "split", "split_hash", "test", "valid", "test_cold")
+    metrics = {k: run.metrics[k] for k in ("dataset", "split", "split_hash", "test", "valid", "test_cold",
+                                           "compression")
                if k in run.metrics}
     path = write_bundle(out, model=run.model, users=run.users, items=run.items, history_indptr=indptr,
                         history_items=hist, titles=None if run.titles is None else [str(t) for t in run.titles],

@@ -1,4 +1,5 @@
-"""Inner-product item indexes behind one interface: exact (the reference) and FAISS (Flat, HNSW, IVF-PQ).
+"""Inner-product item indexes behind one interface: exact (the reference) and FAISS (Flat, HNSW, IVF-PQ, and
+``codes``: a compressed run's own PQ / OPQ / IVF-PQ index, see :mod:`recembed.compact`).
 
 Every index keeps the item vectors it was built on (``vectors``, ``(N, D) float32``) and answers
 
@@ -165,8 +166,33 @@ class IVFPQIndex(_FaissIndex):
         self._index.nprobe = self._params["nprobe"]
 
 
+class CodesIndex(_FaissIndex):
+    """A compressed run's own FAISS index (PQ / OPQ / IVF-PQ codes, ``recembed compress``), stored by its bundle:
+    searches score ``q . decoded(x)`` on the codes (no re-rank); ``nprobe`` for IVF. Not built from vectors."""
+
+    kind = "codes"
+
+    @classmethod
+    def from_faiss(cls, index: Any, vectors: np.ndarray, params: dict[str, Any] | None = None) -> CodesIndex:
+        obj = cls.__new__(cls)
+        obj.vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+        obj._params = _take(dict(params or {}), {"nprobe": 1}, cls.kind) if params else {}
+        obj._index = index
+        obj._configure()
+        return obj
+
+    def _make(self, faiss):  # noqa: ANN001, ANN202
+        raise ConfigError("the codes index holds a compressed run's PQ codes (`recembed compress`, then `recembed "
+                          "bundle`); to build an index from vectors use flat, hnsw or ivfpq")
+
+    def _configure(self) -> None:
+        ivf = _faiss().try_extract_index_ivf(self._index)
+        if ivf is not None and "nprobe" in self._params:
+            ivf.nprobe = self._params["nprobe"]
+
+
 INDEXES: dict[str, type[ItemIndex]] = {"exact": ExactIndex, "flat": FlatIndex, "hnsw": HNSWIndex,
-                                       "ivfpq": IVFPQIndex}
+                                       "ivfpq": IVFPQIndex, "codes": CodesIndex}
 
 
 def index_class(kind: str) -> type[ItemIndex]:
