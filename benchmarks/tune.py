@@ -58,8 +58,8 @@ def main() -> None:
         trials = pq.read_table(out / "trials.parquet").to_pylist()
         states = [r["state"] for r in trials]
         rows.append({"model": model, "split": split_kind, "wall_s": round(wall, 1), "budget_s": args.budget,
-                     "jobs": args.jobs, "trials": len(trials), "complete": states.count("COMPLETE"),
-                     "pruned": states.count("PRUNED"), "best_params": best["params"],
+                     "jobs": args.jobs, "trials": len(trials), "complete": states.count("complete"),
+                     "pruned": states.count("pruned"), "best_params": best["params"],
                      "search_valid_ndcg@10": best["search_valid"], "test_ndcg@10": test["ndcg@10"],
                      "test_recall@10": test["recall@10"], "hand_tuned": hand, "hand_setting": hand_setting,
                      "recbole": recbole, "fit_command": best.get("fit_command")})
