@@ -323,3 +323,15 @@ def test_bad_field_definitions_name_the_field():
     raises_naming("f", lambda: Field("f", "nope"))
     raises_naming("f", lambda: Field("f", "categorical", min_count=0))
     raises_naming("h", lambda: Schema([Field("n", "numeric"), Field("h", "sequence", vocab_from="n")]))
+
+
+def test_a_near_zero_std_gives_finite_standardised_values() -> None:
+    """Found by hypothesis: a training column with std ~1e-120 made a later value standardise to inf in float32."""
+    from recembed.ranking.schema import MAX_STANDARDISED, Field, Frame, Schema
+
+    x = np.array([0.0] * 5 + [5.6e-120])
+    train = Frame({"x": x}, np.zeros(6, np.float32), np.arange(6))
+    schema = Schema([Field("x", "numeric")]).fit(train)
+    enc = schema.encode(Frame({"x": np.array([0.0, 1.0, np.nan, np.inf])}, np.zeros(4, np.float32),
+                              np.arange(4))).arrays["x"]
+    assert np.isfinite(enc).all() and enc[1] == np.float32(MAX_STANDARDISED) and enc[2] == 0 and enc[3] == 0

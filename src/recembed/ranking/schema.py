@@ -33,6 +33,7 @@ KINDS = ("categorical", "tags", "sequence", "numeric", "vector")
 PAD, OOV = 0, 1
 TOKEN_KINDS = ("categorical", "tags", "sequence")
 NORMALIZE = ("l2", "none")
+MAX_STANDARDISED = 1e6  # |standardised numeric value| is clipped here (float32-safe; real data never gets near it)
 
 
 @dataclass(frozen=True)
@@ -290,7 +291,9 @@ class Schema:
         if f.kind == "numeric":
             x = np.asarray(col, dtype=np.float64)
             mean, std = self.stats[f.name]
-            return np.nan_to_num((x - mean) / std, nan=0.0, posinf=0.0, neginf=0.0).astype(np.float32)
+            with np.errstate(invalid="ignore", over="ignore"):  # a near-zero std: clipped, no float32 inf
+                z = np.clip((x - mean) / std, -MAX_STANDARDISED, MAX_STANDARDISED)
+            return np.where(np.isfinite(x), z, 0.0).astype(np.float32)  # missing / infinite values: 0 (the mean)
         x = np.asarray(col, dtype=np.float32)
         if x.ndim != 2 or x.shape[1] != self.dims[f.name]:
             raise DataError(f"expected vectors of width {self.dims[f.name]}, got shape {x.shape}", field=f.name)
