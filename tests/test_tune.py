@@ -275,3 +275,26 @@ def test_a_second_worker_joins_the_study(tmp_path) -> None:
     assert len(studies.finished(study)) == 4
     code, text = run_main([*args, "--trials", "4"])
     assert code == 0 and "nothing left to search" in text, text
+
+
+def test_the_first_trial_is_the_models_defaults(tmp_path) -> None:
+    """A search never ends below the defaults it started from: trial 0 runs them (where they lie in the space)."""
+    import dataclasses
+
+    from recembed.models.registry import model_class
+
+    out = tmp_path / "study"
+    code, text = run_main(["tune", "bpr", "--data", "synthetic:tiny", "--set", "epochs=2", *FAST_BPR, "--pruner",
+                           "none", "--trials", "3", "--out", str(out)])
+    assert code == 0, text
+    config = model_class("bpr").Config
+    defaults = {f.name: f.default for f in dataclasses.fields(config)}
+    space = spaces.declared_space(config)
+    point = spaces.default_point(config, space)
+    assert point and set(point) <= set(space)
+    first = pq.read_table(out / "trials.parquet").to_pylist()[0]
+    for name, value in point.items():
+        assert first[f"param_{name}"] == pytest.approx(value) and value == pytest.approx(defaults[name])
+    # a default outside the searched range is left to the sampler
+    narrow = {"learning_rate": spaces.Float(0.5, 0.9), "embedding_dim": spaces.Choice((8, 16))}
+    assert spaces.default_point(config, narrow) == {}

@@ -92,6 +92,10 @@ def run_tune(spec: Any, *, no_progress: bool) -> None:
     study = studies.open_study(out, direction=direction,
                                sampler=studies.make_sampler(spec.sampler, spec.seed, space, spec.trials),
                                pruner=studies.make_pruner(pruner_name, spec.trials), meta=meta)
+    if not resumed and spec.sampler != "grid":  # trial 0: the model's defaults (where they are in the space)
+        start = spaces.default_point(problem.cls.Config if hasattr(problem.cls, "Config") else problem.cls, space)
+        if start:
+            study.enqueue_trial(start)
     if resumed:
         redo = studies.recover_interrupted(study)
         if study.user_attrs.get("space") != meta["space"] or study.user_attrs.get("fixed") != meta["fixed"]:

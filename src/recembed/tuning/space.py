@@ -87,6 +87,29 @@ def encode(value: Any) -> Any:
     return value
 
 
+def default_point(config_cls: type, space: dict[str, Param]) -> dict[str, Any]:
+    """The model's default value of every searched field that lies in its range / choices (Optuna spellings):
+    the study's first trial, so a search never ends below the defaults it started from. Fields whose default is
+    outside the space (or data-dependent, e.g. ``auto``) are left to the sampler."""
+    import dataclasses
+
+    defaults = {f.name: f.default for f in dataclasses.fields(config_cls)}
+    point: dict[str, Any] = {}
+    for name, p in space.items():
+        value = defaults.get(name, dataclasses.MISSING)
+        if value is dataclasses.MISSING:
+            continue
+        if isinstance(p, Choice):
+            if encode(value) in [encode(v) for v in p.values]:
+                point[name] = encode(value)
+        elif isinstance(value, bool) or not isinstance(value, int | float):
+            continue
+        elif p.low <= value <= p.high and (not isinstance(p, Int) or float(value).is_integer()):
+            if p.step is None or abs(((value - p.low) / p.step) - round((value - p.low) / p.step)) < 1e-9:
+                point[name] = int(value) if isinstance(p, Int) else float(value)
+    return point
+
+
 def suggest(trial: Any, space: dict[str, Param]) -> dict[str, Any]:
     """Draw every parameter of ``space`` from an Optuna ``trial``: ``{field: value}`` (``--set`` spellings)."""
     out: dict[str, Any] = {}
