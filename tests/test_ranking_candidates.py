@@ -196,3 +196,12 @@ def test_the_service_passes_the_retrieval_scores(runs: dict[str, Path]) -> None:
         np.testing.assert_allclose([it["probability"] for it in items], probs[top], atol=1e-5)
         reordered += [it["item_id"] for it in items] != [str(run.items.ids[j]) for j in order[:10]]
     assert reordered >= 1
+
+
+def test_importance_rebuilds_the_candidate_rows(runs: dict[str, Path]) -> None:
+    from test_rankers import run_main
+
+    code, output = run_main(["importance", str(runs["deepfm"]), "--repeats", "1", "--threads", "1"])
+    assert code == 0, output
+    imp = json.loads((runs["deepfm"] / "importance.json").read_text())
+    assert "retrieval_score" in json.dumps(imp)  # the pair fields are permuted like any other

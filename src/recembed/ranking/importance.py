@@ -141,6 +141,16 @@ def load_run_data(config: dict[str, Any], data_root: str | None = None) -> Any:
 
         dataset = load_ranker_dataset(spec, data_root)
         seed = int(config.get("seed", 2020))
+        if spec.get("retriever"):  # fitted on a retrieval run's candidates (ranking/candidates.py): the same rows
+            from ..runs import load_run
+            from .candidates import ctr_from_candidates
+
+            ret_dir = spec["retriever"].get("run_dir")
+            if not ret_dir or not Path(ret_dir).is_dir():
+                raise DataError(f"the ranker was fitted on the candidates of the retrieval run {ret_dir}, which is "
+                                "not there any more: its rows cannot be rebuilt", path=ret_dir or ".")
+            return ctr_from_candidates(dataset, load_run(ret_dir), candidates=int(spec.get("candidates", 200)),
+                                       seed=seed, folds=int(spec.get("retriever_folds", 0)))
         split = make_split(dataset, spec.get("split"), seed=seed)
         ctr = ctr_from_split(dataset, split, negatives=int(spec.get("negatives", 4)), seed=seed,
                              sampling=spec.get("negative_sampling", "uniform"))
