@@ -31,6 +31,7 @@ from .rank_cmds import register as _register_rank
 from .run_cmds import register as _register_runs
 from .semantic_cmds import register as _register_semantic
 from .serve_cmds import register as _register_serve
+from .task_cmds import register as _register_tasks
 from .tune_cmds import register as _register_tune
 
 
@@ -282,6 +283,7 @@ _register_serve(cli)
 _register_semantic(cli)
 _register_tune(cli)
 _register_compact(cli)
+_register_tasks(cli)
 
 
 def main() -> None:

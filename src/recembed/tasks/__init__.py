@@ -1,0 +1,1 @@
+"""Task-specific uses of fitted representations ([Tasks]): relevance cut-offs (:mod:`.cutoff`)."""
