@@ -14,6 +14,7 @@ import scipy.sparse as sp
 import torch
 from torch import nn
 
+from ..compact.matryoshka import matryoshka_task
 from ..data.interactions import Interactions
 from ..evaluation.ranking import evaluate
 from ..options import FitOptions
@@ -52,6 +53,7 @@ class TrainableRecommender(Recommender):
         seed_everything(options.seed)  # module initialisation is part of the seeded run
         try:
             module, task = self._build(x, options)
+            task = matryoshka_task(task, self.config)  # nested prefix losses when matryoshka_dims is set
         finally:
             self._context = {}
         valid: Interactions | None = context.get("valid")

@@ -17,6 +17,7 @@ import scipy.sparse as sp
 import torch
 from torch import nn
 
+from ...compact.matryoshka import MatryoshkaFields
 from ...config import check
 from ...options import FitOptions
 from ...training.tasks import BPRTask
@@ -26,7 +27,7 @@ from ..trainable import EmbeddingRecommender
 
 
 @dataclass(frozen=True)
-class BPRConfig(TrainConfig):
+class BPRConfig(MatryoshkaFields, TrainConfig):
     embedding_dim: int = 64
     """Dimension of user and item factors."""
     reg_weight: float = 0.015

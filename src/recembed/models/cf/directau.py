@@ -25,6 +25,7 @@ import scipy.sparse as sp
 import torch
 from torch import nn
 
+from ...compact.matryoshka import MatryoshkaFields
 from ...config import check
 from ...options import FitOptions
 from ...training.losses import alignment_loss, uniformity_loss
@@ -35,7 +36,7 @@ from .bpr import MFModule
 
 
 @dataclass(frozen=True)
-class DirectAUConfig(TrainConfig):
+class DirectAUConfig(MatryoshkaFields, TrainConfig):
     embedding_dim: int = 64
     """Dimension of user and item embeddings."""
     gamma: float = 0.5

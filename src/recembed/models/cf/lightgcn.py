@@ -22,6 +22,7 @@ import scipy.sparse as sp
 import torch
 from torch import nn
 
+from ...compact.matryoshka import MatryoshkaFields
 from ...config import check
 from ...options import FitOptions
 from ...training.tasks import BPRTask, SoftmaxTask
@@ -31,7 +32,7 @@ from ..trainable import EmbeddingRecommender
 
 
 @dataclass(frozen=True)
-class LightGCNConfig(TrainConfig):
+class LightGCNConfig(MatryoshkaFields, TrainConfig):
     embedding_dim: int = 64
     """Dimension of the layer-0 embeddings."""
     num_layers: int = 2

@@ -23,6 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ...compact.matryoshka import MatryoshkaFields
 from ...config import check
 from ...options import FitOptions
 from ...training.losses import info_nce
@@ -33,7 +34,7 @@ from .lightgcn import GraphEmbeddingModule, _SymmetricSpMM
 
 
 @dataclass(frozen=True)
-class SimGCLConfig(TrainConfig):
+class SimGCLConfig(MatryoshkaFields, TrainConfig):
     embedding_dim: int = 64
     """Dimension of the layer-0 embeddings."""
     num_layers: int = 2

@@ -20,6 +20,7 @@ import scipy.sparse as sp
 import torch
 from torch import nn
 
+from ...compact.matryoshka import MatryoshkaFields
 from ...config import check
 from ...options import FitOptions
 from ...training.losses import info_nce
@@ -30,7 +31,7 @@ from .simgcl import NoisyGCNModule, layer_mean
 
 
 @dataclass(frozen=True)
-class XSimGCLConfig(TrainConfig):
+class XSimGCLConfig(MatryoshkaFields, TrainConfig):
     embedding_dim: int = 64
     """Dimension of the layer-0 embeddings."""
     num_layers: int = 2

@@ -71,4 +71,5 @@ class SemanticItemTable(nn.Module):
 
     def logits(self, hidden: torch.Tensor, candidates: torch.Tensor | None = None) -> torch.Tensor:
         table = self.table()
+        table = table[:, : hidden.shape[-1]]  # a narrower hidden: a Matryoshka prefix
         return hidden @ (table if candidates is None else table[candidates]).T

@@ -60,6 +60,7 @@ from ..sequential.core import SequentialConfig, SequentialRecommender
 
 @dataclass(frozen=True)
 class TIGERConfig(SequentialConfig):
+    MATRYOSHKA_UNSUPPORTED: ClassVar[str] = "not for tiger: its scores are decoded semantic IDs, not an inner product"
     semantic_ids: str = "auto"
     """``auto`` (codes made at fit time: RQ-VAE over the item table's vector columns when it has some, else over
     the item embeddings of a BPR model fitted first), ``content``, ``cf``, ``random`` (the paper's ablation), a

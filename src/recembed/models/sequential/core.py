@@ -29,6 +29,7 @@ import scipy.sparse as sp
 import torch
 from torch import nn
 
+from ...compact.matryoshka import MatryoshkaFields
 from ...config import check
 from ...data.interactions import Interactions
 from ...errors import DataError
@@ -39,7 +40,7 @@ from ..trainable import TrainableRecommender
 
 
 @dataclass(frozen=True)
-class SequentialConfig(TrainConfig):
+class SequentialConfig(MatryoshkaFields, TrainConfig):
     """Shared by the sequential models."""
 
     batch_size: int = 256
@@ -136,7 +137,10 @@ class SequentialRecommender(TrainableRecommender):
 
     def _score_block(self, module: nn.Module, tokens: np.ndarray) -> np.ndarray:
         """``(n, I)`` scores of every item after each history ``tokens (n, T)`` (no grad, eval mode)."""
-        return module.logits(module.encode(torch.from_numpy(tokens))[:, -1]).numpy()
+        hidden = module.encode(torch.from_numpy(tokens))[:, -1]
+        if self.config.serve_dim:  # a Matryoshka prefix (compact/matryoshka.py): logits cut the item table to match
+            hidden = hidden[:, : self.config.serve_dim]
+        return module.logits(hidden).numpy()
 
     def score(self, user_idx: np.ndarray) -> np.ndarray:
         users = self._check_users(user_idx)
@@ -160,7 +164,8 @@ class SequentialRecommender(TrainableRecommender):
     def item_embeddings(self) -> np.ndarray:
         self._check_fitted()
         with torch.no_grad():
-            return self.module_.item_table().numpy().astype(np.float32, copy=True)
+            table = self.module_.item_table()
+            return table[:, : self.config.serve_dim or table.shape[1]].numpy().astype(np.float32, copy=True)
 
     # -- persistence ------------------------------------------------------------------------------
     def _state(self) -> dict[str, Any]:
@@ -206,4 +211,4 @@ class OutputItems(nn.Module):
 
     def logits(self, hidden: torch.Tensor, candidates: torch.Tensor | None = None) -> torch.Tensor:
         table = self.table() if candidates is None else self.emb(candidates + 1)
-        return hidden @ table.T
+        return hidden @ table[:, : hidden.shape[-1]].T  # a narrower hidden: a Matryoshka prefix

@@ -121,7 +121,7 @@ class UniSRecModule(nn.Module):
         return self.encoder(padded[tokens], tokens)
 
     def logits(self, hidden: torch.Tensor, candidates: torch.Tensor | None = None) -> torch.Tensor:
-        table = self.item_table()
+        table = self.item_table()[:, : hidden.shape[-1]]  # a narrower hidden: a Matryoshka prefix
         seen = self.seen[:, 0] > 0
         if candidates is not None:
             table, seen = table[candidates], seen[candidates]
