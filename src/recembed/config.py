@@ -80,6 +80,9 @@ def build_config(cls: type[C], values: Mapping[str, Any] | None = None) -> C:
     unknown = sorted(set(values) - fields)
     if unknown:
         close = "".join(did_you_mean(k, fields) for k in unknown) if len(unknown) == 1 else ""
+        if any(k.startswith("matryoshka_") for k in unknown):
+            close += ("; Matryoshka training is an option of bpr, lightgcn, simgcl, xsimgcl, directau, sasrec, "
+                      "gru4rec, bert4rec and unisrec only (docs/compact.md)")
         raise ConfigError(f"unknown key(s) {unknown} for {cls.__name__}{close}; valid keys: {sorted(fields)}")
     kwargs = {k: _coerce(k, v, hints[k]) for k, v in values.items()}
     return cls(**kwargs)

@@ -13,6 +13,8 @@ Run directory layout::
       items.parquet          item vocabulary (+ title when the item table has one)
       split.parquet          the split as (part, user_idx, item_idx[, timestamp]): re-scoring needs no data
                              root; timestamps (when the data has them) order histories by time
+      (metrics.json ``matryoshka``: ``{"8": {"test": ..., "valid": ...}, ...}`` for a model fitted with
+      ``matryoshka_dims``: each trained prefix width and the full width, see recembed.compact.matryoshka)
       per_user_test.parquet  per-user test metrics and top-K lists (for slices / significance)
       history.json, training_curve.png   per-epoch loss / validation metric (trainable models)
 """
@@ -234,6 +236,10 @@ def evaluate_run(model: Recommender, split: Split, *, dataset_name: str, titles:
         metrics["members"] = [{"model": m.name, **(_training_summary(m, history_metrics_on) or {})} for m in members]
     if test is not None:
         metrics["test_slices"] = slices(test, split)
+    if getattr(model.config, "matryoshka_dims", ()):  # every trained prefix width (and the full one), same protocol
+        from .compact.matryoshka import evaluate_prefixes
+
+        metrics["matryoshka"] = evaluate_prefixes(model, split, ks=ks, cold_users=cold_users)
     if out_dir is not None:
         write_run(Path(out_dir), model, dataset_name, titles, split, metrics, test, config=config)
     return RunResult(model, split, metrics, test, valid)

@@ -176,6 +176,9 @@ def fit(model: str, data: str, data_root: str | None, items_path: str | None, us
     )
     m = result.metrics
     console.print(_metrics_table(f"{model} on {dataset.name}", _run_parts(m), HEADLINE))
+    if "matryoshka" in m:
+        console.print("matryoshka prefixes (test ndcg@10): " + ", ".join(
+            f"{d}: {p['test'].get('ndcg@10', float('nan')):.4f}" for d, p in m["matryoshka"].items()))
     console.print(f"fit {m['fit_seconds']:.2f}s  eval {m['eval_seconds']:.2f}s  peak RSS {m['peak_rss_mb']:.0f} MiB"
                   f"  -> {out_dir}/metrics.json")
 

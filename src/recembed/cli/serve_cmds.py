@@ -1,6 +1,7 @@
 """Serving commands of the ``recembed`` CLI (registered on the main group by :func:`register`).
 
     recembed bundle RUN_DIR --out BUNDLE [--index hnsw] [--overwrite] [--sign] [--ranker RANKER_RUN [--candidates 200]]
+                    [--dim 16]
     recembed index build RUN_DIR|BUNDLE --kind hnsw [--k 10] [--queries 1000] [--param m=32 ...] [--save]
     recembed serve RUN_DIR|BUNDLE [--host 127.0.0.1] [--port 8000] [--index KIND] [--workers 1]
                    [--require-signature] [--candidates N]
@@ -74,9 +75,12 @@ def register(cli: click.Group) -> None:
 @click.option("--candidates", type=click.IntRange(1, MAX_CANDIDATES), default=None,
               help=f"With --ranker: items the retriever proposes per request by default [default: "
                    f"{DEFAULT_CANDIDATES}; at most {MAX_CANDIDATES}].")
+@click.option("--dim", type=click.IntRange(min=1), default=None,
+              help="Serve the first DIM embedding coordinates (a Matryoshka prefix: fit with --set matryoshka_dims=...).")
 @click.option("--no-progress", is_flag=True, help="Hide the progress bar.")
 def bundle(run_dir: str, out_dir: str, index_kind: str | None, params: tuple[str, ...], data_root: str | None,
-           overwrite: bool, sign: bool, ranker_dir: str | None, candidates: int | None, no_progress: bool) -> None:
+           overwrite: bool, sign: bool, ranker_dir: str | None, candidates: int | None, dim: int | None,
+           no_progress: bool) -> None:
     """Write a verified serving bundle of RUN_DIR (manifest with checksums, safetensors, Parquet)."""
     from ..errors import ConfigError
     from ..progress import ProgressBar
@@ -91,7 +95,7 @@ def bundle(run_dir: str, out_dir: str, index_kind: str | None, params: tuple[str
     with ProgressBar("bundle", total=9 if ranker_dir else 7, enabled=not no_progress, console=_console()) as bar:
         path, notes = bundle_from_run(run_dir, out_dir, index=index_kind, index_params=opts, data_root=data_root,
                                       overwrite=overwrite, sign=sign, progress=bar.step, ranker_dir=ranker_dir,
-                                      candidates=candidates)
+                                      candidates=candidates, dim=dim)
         bar.step("verifying")
         manifest = load_bundle(path, require_signature=sign).manifest
     for note in notes:

@@ -278,14 +278,17 @@ def _store_codes_index(root: Path, model: Recommender, item_vectors: np.ndarray)
 def bundle_from_run(run_dir: str | Path, out: str | Path, *, index: str | None = None,
                     index_params: dict[str, Any] | None = None, data_root: str | Path | None = None,
                     overwrite: bool = False, sign: bool = False, progress: Callable[[str], None] | None = None,
-                    ranker_dir: str | Path | None = None, candidates: int | None = None
+                    ranker_dir: str | Path | None = None, candidates: int | None = None, dim: int | None = None
                     ) -> tuple[Path, list[str]]:
     """Bundle a run directory (``recembed fit`` output); returns ``(path, notes)``: notes say what was left
     out and why (e.g. no content encoder). ``sign`` / ``progress``: see :func:`write_bundle` (``progress`` also
     gets ``"run"``, ``"ranker features"`` and ``"content encoder"``). ``ranker_dir``: a ranker run fitted on the
     same data and split (``recembed fit deepfm --data D --split S``), stored with the feature tables it reads
     (read from its dataset under ``data_root`` now, so that serving needs none); ``candidates``: how many items
-    the retriever proposes to it per request by default (200)."""
+    the retriever proposes to it per request by default (200). ``dim``: bundle the model cut to its first ``dim``
+    embedding coordinates (a Matryoshka prefix, :func:`recembed.compact.matryoshka.truncate`; ConfigError naming
+    ``--dim`` for a model without embeddings or a ``dim`` above its width); the bundle's metrics are the run's
+    ``matryoshka`` metrics at that width when it has them."""
     from ..data.interactions import Interactions
     from ..runs import load_run
     from .content import encoder_for_run
@@ -322,12 +325,33 @@ def bundle_from_run(run_dir: str | Path, out: str | Path, *, index: str | None =
     metrics = {k: run.metrics[k] for k in ("dataset", "split", "split_hash", "test", "valid", "test_cold",
                                            "compression")
                if k in run.metrics}
+    if dim is not None:
+        run.model, metrics, note = _prefix_model(run, metrics, dim)
+        notes += [note] if note else []
     path = write_bundle(out, model=run.model, users=run.users, items=run.items, history_indptr=indptr,
                         history_items=hist, titles=None if run.titles is None else [str(t) for t in run.titles],
-                        metrics=metrics, source={"run_dir": str(Path(run_dir).resolve()), "config": run.config},
+                        metrics=metrics, source={"run_dir": str(Path(run_dir).resolve()), "config": run.config,
+                                                 **({"dim": dim} if dim is not None else {})},
                         content=content, index=index, index_params=index_params, overwrite=overwrite, sign=sign,
                         progress=progress, ranker=part)
     return path, notes
+
+
+def _prefix_model(run: Any, metrics: dict[str, Any], dim: int) -> tuple[Recommender, dict[str, Any], str]:
+    """``run``'s model cut to ``dim`` coordinates, the bundle metrics at that width, and a note (or '')."""
+    from ..compact.matryoshka import model_width, truncate
+
+    width = model_width(run.model)
+    small = truncate(run.model, dim, flag="--dim")
+    prefix = run.metrics.get("matryoshka", {}).get(str(dim))
+    metrics = {k: v for k, v in metrics.items() if k not in ("test", "valid", "test_cold")}
+    metrics["matryoshka"] = {"dim": dim, "full_dim": width,
+                             "trained_dims": list(getattr(run.model.config, "matryoshka_dims", ()))}
+    if prefix is not None:
+        return small, {**metrics, **prefix}, ""
+    trained = dim in metrics["matryoshka"]["trained_dims"]
+    return small, metrics, (f"--dim {dim}: the run has no metrics at this width" +
+                            ("" if trained else " and was not trained for it (matryoshka_dims)"))
 
 
 def add_index(bundle_dir: str | Path, kind: str, params: dict[str, Any] | None = None) -> dict[str, Any]:
