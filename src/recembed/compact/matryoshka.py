@@ -167,13 +167,14 @@ class PrefixView:
 
 
 class MatryoshkaTask:
-    """A model's task trained on nested prefixes: ``loss = sum_m c_m * task.loss(view_m)`` (module docstring)."""
+    """A model's task trained on nested prefixes: ``loss = sum_m c_m * task.loss(view_m)`` (module docstring).
+
+    ``task.loss`` is read once, here: :func:`matryoshka_task` then sets the task's own ``loss`` to this one, so the
+    trainer keeps the task object itself (its batches, sizes and tensor attributes, which the trainer moves to the
+    device, stay where they are)."""
 
     def __init__(self, task: Any, terms: list[tuple[int, float]]) -> None:
-        self.task, self.terms = task, terms
-
-    def __getattr__(self, name: str) -> Any:  # batch_size, windows, ... stay the task's own
-        return getattr(self.task, name)
+        self.task, self.terms, self._loss = task, terms, task.loss
 
     def num_batches(self) -> int:
         return self.task.num_batches()
@@ -188,7 +189,7 @@ class MatryoshkaTask:
             if i:
                 _set_rng_state(start)
                 tape.rewind()
-            term = self.task.loss(PrefixView(module, dim, tape), batch, epoch)
+            term = self._loss(PrefixView(module, dim, tape), batch, epoch)
             total = weight * term if total is None else total + weight * term
         return total
 
@@ -198,14 +199,18 @@ class MatryoshkaTask:
         start, out = _rng_state(), {}
         for dim, _ in self.terms:
             _set_rng_state(start)
-            out[dim] = self.task.loss(PrefixView(module, dim), batch, epoch)
+            out[dim] = self._loss(PrefixView(module, dim), batch, epoch)
         return out
 
 
 def matryoshka_task(task: Any, config: Any) -> Any:
-    """``task`` wrapped for Matryoshka training when ``config.matryoshka_dims`` is set, else ``task`` itself."""
+    """``task`` itself, its ``loss`` replaced by the nested one (:class:`MatryoshkaTask`, also kept as
+    ``task.matryoshka``) when ``config.matryoshka_dims`` is set."""
     terms = config.matryoshka_terms() if hasattr(config, "matryoshka_terms") else []
-    return MatryoshkaTask(task, terms) if terms else task
+    if terms:
+        task.matryoshka = MatryoshkaTask(task, terms)
+        task.loss = task.matryoshka.loss  # an instance attribute: shadows the class's loss for this task only
+    return task
 
 
 # --------------------------------------------------------------------------------------------
