@@ -27,6 +27,8 @@ from ..config import check, config_to_dict, saved_values
 from ..errors import DataError, did_you_mean
 from ..options import FitOptions
 from .checkpoint import load_checkpoint, save_checkpoint
+from .device import autocast, check_precision, move_tensors, resolve_device, to_device
+from .distributed import TaskStep, broadcast_decision, init_distributed, shard_batch, wrap
 
 
 @dataclass(frozen=True)
@@ -166,6 +168,14 @@ class Trainer:
         cfg, opts = self.config, self.options
         if opts.threads:
             torch.set_num_threads(opts.threads)
+        device = resolve_device(opts.device)
+        precision = check_precision(opts.precision)
+        ctx = init_distributed(device) if opts.distributed else None
+        if ctx is not None:
+            device = ctx.device
+        main = ctx is None or ctx.rank == 0  # validates, checkpoints, reports
+        module.to(device)
+        move_tensors(task, device)
         optimizer = self._optimizer(module)
         result = TrainResult()
         best_state: dict[str, torch.Tensor] | None = None
@@ -177,15 +187,20 @@ class Trainer:
                 result.resumed_at = start_epoch
                 left = f"continuing with epoch {start_epoch + 1} of {cfg.epochs}" if start_epoch < cfg.epochs \
                     else f"no epoch left to run (epochs={cfg.epochs})"
-                print(f"resumed at epoch {start_epoch} from {ckpt['path']}: {left}", file=sys.stderr)
+                if main:
+                    print(f"resumed at epoch {start_epoch} from {ckpt['path']}: {left}", file=sys.stderr)
+        step = TaskStep(module, task)
+        runner = wrap(step, ctx) if ctx is not None else step
         t_start = time.perf_counter() - elapsed_before
-        progress = _Progress(enabled=opts.show_progress, total_batches=task.num_batches())
+        progress = _Progress(enabled=opts.show_progress and main, total_batches=task.num_batches())
         epoch = start_epoch - 1
         try:
             with progress:
                 for epoch in range(start_epoch, cfg.epochs):
                     t0 = time.perf_counter()
                     rng = seed_everything(opts.seed, epoch)
+                    if ctx is not None and ctx.rank:  # dropout / noise masks of a rank's own rows
+                        torch.manual_seed((opts.seed * 1_000_003 + epoch + 1 + 7919 * ctx.rank) % (2**63 - 1))
                     if cfg.lr_schedule == "cosine":
                         for group in optimizer.param_groups:
                             group["lr"] = cfg.learning_rate * 0.5 * (1 + math.cos(math.pi * epoch / cfg.epochs))
@@ -194,7 +209,11 @@ class Trainer:
                     progress.start_epoch(epoch, cfg.epochs)
                     for batch in task.batches(epoch, rng):
                         optimizer.zero_grad(set_to_none=True)
-                        loss = task.loss(module, batch, epoch)
+                        batch, weight = to_device(batch, device), 1.0
+                        if ctx is not None:
+                            batch, weight = shard_batch(batch, ctx.rank, ctx.world)
+                        with autocast(device, precision):
+                            loss = runner(batch, epoch, weight)
                         if not torch.isfinite(loss):
                             raise FloatingPointError(f"loss became {loss.item()} at epoch {epoch + 1}; "
                                                      "lower learning_rate or enable grad_clip")
@@ -208,7 +227,7 @@ class Trainer:
                     record: dict[str, Any] = {"epoch": epoch + 1, "loss": total / max(count, 1),
                                               "train_seconds": time.perf_counter() - t0}
                     stop = False
-                    if validate is not None and (epoch + 1) % cfg.eval_every == 0:
+                    if validate is not None and (epoch + 1) % cfg.eval_every == 0 and main:
                         module.eval()
                         with torch.no_grad():
                             values = validate()
@@ -226,25 +245,31 @@ class Trainer:
                         progress.set_metric(cfg.valid_metric, metric)
                     record["elapsed_seconds"] = time.perf_counter() - t_start
                     result.history.append(record)
-                    if opts.epoch_callback is not None:  # e.g. tuning: report, and raise to prune the trial
+                    if opts.epoch_callback is not None and main:  # e.g. tuning: report, and raise to prune
                         opts.epoch_callback(record)
                     epoch_seconds = time.perf_counter() - t0
                     if not stop and cfg.time_budget_s and epoch + 1 < cfg.epochs and \
                             record["elapsed_seconds"] + epoch_seconds > cfg.time_budget_s:
                         result.stopped_by_budget = stop = True
-                    if opts.checkpoint_dir and cfg.checkpoint_every and (epoch + 1) % cfg.checkpoint_every == 0:
+                    if ctx is not None:  # rank 0 decides for every rank
+                        stop_flag, budget_flag = broadcast_decision(ctx, [float(stop), float(result.stopped_by_budget)])
+                        stop, result.stopped_by_budget = bool(stop_flag), bool(budget_flag)
+                    if opts.checkpoint_dir and cfg.checkpoint_every and (epoch + 1) % cfg.checkpoint_every == 0 \
+                            and main:
                         self._save(module, optimizer, best_state, result, epoch + 1, bad_evals, t_start)
                     if stop:
                         result.stopped_early = not result.stopped_by_budget
                         break
         except KeyboardInterrupt:
-            if opts.checkpoint_dir and result.history:
+            if opts.checkpoint_dir and result.history and main:
                 self._save(module, optimizer, best_state, result, result.history[-1]["epoch"], bad_evals, t_start)
             raise
-        if opts.checkpoint_dir and result.history:
+        if opts.checkpoint_dir and result.history and main:
             self._save(module, optimizer, best_state, result, result.history[-1]["epoch"], bad_evals, t_start)
         if best_state is not None and cfg.select_best:
             module.load_state_dict(best_state)
+        if device.type != "cpu":  # export, scoring and saving read the weights on the host
+            module.to("cpu")
         result.seconds = time.perf_counter() - t_start
         return result
 

@@ -34,6 +34,7 @@ from ...config import check
 from ...data.interactions import Interactions
 from ...errors import DataError
 from ...options import FitOptions
+from ...training.device import module_device, to_numpy
 from ...training.sequences import NextItemTask, Sequences
 from ...training.trainer import TrainConfig
 from ..trainable import TrainableRecommender
@@ -137,10 +138,11 @@ class SequentialRecommender(TrainableRecommender):
 
     def _score_block(self, module: nn.Module, tokens: np.ndarray) -> np.ndarray:
         """``(n, I)`` scores of every item after each history ``tokens (n, T)`` (no grad, eval mode)."""
-        hidden = module.encode(torch.from_numpy(tokens))[:, -1]
+        x = torch.from_numpy(tokens).to(module_device(module))
+        hidden = module.encode(x)[:, -1]
         if self.config.serve_dim:  # a Matryoshka prefix (compact/matryoshka.py): logits cut the item table to match
             hidden = hidden[:, : self.config.serve_dim]
-        return module.logits(hidden).numpy()
+        return to_numpy(module.logits(hidden))
 
     def score(self, user_idx: np.ndarray) -> np.ndarray:
         users = self._check_users(user_idx)
@@ -165,7 +167,7 @@ class SequentialRecommender(TrainableRecommender):
         self._check_fitted()
         with torch.no_grad():
             table = self.module_.item_table()
-            return table[:, : self.config.serve_dim or table.shape[1]].numpy().astype(np.float32, copy=True)
+            return to_numpy(table[:, : self.config.serve_dim or table.shape[1]]).astype(np.float32, copy=True)
 
     # -- persistence ------------------------------------------------------------------------------
     def _state(self) -> dict[str, Any]:
