@@ -25,6 +25,8 @@ ROOT = Path(__file__).resolve().parents[1]
 DIMS = (8, 16, 32, 64, 128)
 SETUPS = {  # name -> (model, data, split (relative to the data root when it has a "/"), --set values, label)
     "ml100k-bpr": ("bpr", "ml-100k", "ml-100k/splits/random-80-10-10", {}, "BPR on ml-100k (PEERS 80/10/10)"),
+    "ml100k-sasrec": ("sasrec", "ml-100k", "loo", {"patience": "20", "epochs": "1000", "budget": True},
+                      "SASRec on ml-100k (leave-one-out by time)"),
     "beautycf-bpr": ("bpr", "amazon-beauty-cf", "given", {"budget": True}, "BPR on amazon-beauty-cf (given split)"),
     "beauty-sasrec": ("sasrec", "amazon-seq", None, {"dropout": "0.5", "budget": True},
                       "SASRec on amazon-seq Beauty (leave-one-out, IDs only)"),

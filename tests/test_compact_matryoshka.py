@@ -200,3 +200,13 @@ def test_bad_values_exit_2_naming_the_field(model: str, value: str, field: str) 
     code, text = run_main(["fit", model, "--data", "synthetic:tiny", "--set", value, "--no-progress",
                            "--out", str(workdir() / "bad-fit")])
     assert code == 2 and field in text and "Traceback" not in text, text
+
+
+def test_the_task_keeps_its_identity_and_tensors() -> None:
+    """The trainer moves a task's tensor attributes (log-popularity) to the device: the task stays the object."""
+    from recembed.compact.matryoshka import matryoshka_task
+
+    _, task = _cf_case("lightgcn-softmax")
+    cfg = model_class("lightgcn")(embedding_dim=16, matryoshka_dims=(4, 16)).config
+    assert matryoshka_task(task, cfg) is task and isinstance(vars(task)["log_q"], torch.Tensor)
+    assert task.loss == task.matryoshka.loss and task.matryoshka.terms == [(4, 1.0), (16, 1.0)]

@@ -21,10 +21,12 @@ Supported: bpr (not with ``item_bias``), lightgcn, simgcl, xsimgcl, directau, sa
 Refused: tiger (its scores are decoded semantic IDs, not an inner product) and every model without the key
 (``unknown key``). Model selection (early stopping) uses the full width.
 
-Deviations: MRL trains a separate linear head per width or ties them (MRL-E); here the prefix of the model's own
-embedding is the representation (the "efficient" tied form, which is what serving a prefix needs). fMRLRec also
-slices the weight matrices of its encoder so that small models run with less compute; that is not done here:
-sequential encoders run at full width, only the user / sequence and item vectors are cut.
+Deviations: MRL nests prefixes of the representation and gives each width its own classifier (MRL) or the first
+``m`` columns of one shared classifier (MRL-E); here the item table plays the classifier and is shared (MRL-E): an
+item vector's prefix scores a user vector's prefix, which is what serving a prefix needs. fMRLRec's efficient
+weight design (nested slices of the encoder's weight matrices, so that a small model also computes less) is not
+implemented: sequential encoders run at full width, only their output and the item table are cut. fMRLRec's
+multimodal item features are not used (models train on what they train on without this option).
 
 Evaluation and serving: :func:`truncate` returns a copy of a fitted model scoring with the first ``dim``
 coordinates (embedding models: the tables themselves are cut; sequential models: ``serve_dim`` in the config);
