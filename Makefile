@@ -15,7 +15,7 @@ $(BIN)/python:
 # accepts torch>=2.2 then keeps it instead of pulling a CUDA build.
 $(VENV)/.installed: $(BIN)/python pyproject.toml
 	$(BIN)/pip install -q $(TORCH_PIN)
-	$(BIN)/pip install -q -e ".[train,test,content,serve]"
+	$(BIN)/pip install -q -e ".[train,test,content,serve,store]"
 	touch $@
 
 install: $(VENV)/.installed
