@@ -97,7 +97,7 @@ def add_item(svc: RecService, item_id: str, *, title: str | None = None, fields:
 
     if svc.head is None or svc.bundle.content is None:
         raise NotSupported(f"this bundle ({svc.model.name}) has no content encoder: adding items needs a content "
-                           "model bundled with its text encoder (e.g. AlphaRec fitted with --text-columns)")
+                           "model bundled with its text encoder (AlphaRec or VBPR fitted with --text-columns)")
     if not svc.options.allow_add_items and svc.store is None:
         raise Conflict("adding items is off: with several workers each holds its own index (serve with "
                        "--workers 1, or give the workers a shared store: --store milvus:PATH.db)")

@@ -122,7 +122,7 @@ class RecService:
         self.head = None
         self._build_indexes()
         if bundle.content is not None and bundle.head_state is not None:
-            self.head = CONTENT_HEADS[bundle.manifest["content"]["head"]](self.model, bundle.head_state["graph_part"])
+            self.head = CONTENT_HEADS[bundle.manifest["content"]["head"]].from_state(self.model, bundle.head_state)
         self.rank: RankStage | None = None
         if bundle.ranker is not None:
             _limit_torch_threads(self.options.threads)
