@@ -5,6 +5,7 @@ capped; ``POST /admin/reload`` swaps bundles under a request loop with no failed
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import threading
 import time
@@ -123,6 +124,16 @@ def test_two_workers_see_items_added_through_either(tmp_path) -> None:
         time.sleep(1.5)  # the other worker refreshes within its sync interval (1 s)
         for _ in range(10):
             assert fresh(url, "GET", "/v1/items/new-0/similar").status_code == 404
+        copy = tmp_path / "bundle-copy"
+        shutil.copytree(bundle_of("alpharec"), copy)
+        r = fresh(url, "POST", "/admin/reload", json={"bundle": str(copy)}, headers=KEY)
+        assert r.status_code == 200 and r.json()["workers_signalled"] is True, r.text
+        deadline, reloaded = time.monotonic() + 60, {}
+        while len(reloaded) < 2 and time.monotonic() < deadline:  # the other worker got the forwarded SIGHUP
+            h = fresh(url, "GET", "/health").json()
+            if h["reloads"] == 1:
+                reloaded[h["pid"]] = h["added_items"]
+        assert reloaded == {pid: 9 for pid in pids}  # both swapped; same manifest: the same collection, 9 items
 
 
 def test_reload_under_a_request_loop_has_no_failed_request(tmp_path) -> None:

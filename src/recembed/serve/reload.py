@@ -11,7 +11,7 @@ Which bundle: the body's ``{"bundle": DIR}``, else the current path. ``recembed 
 a small pointer file (``RECEMBED_SERVE_BUNDLE_POINTER``, replaced atomically) that every worker reads on
 ``SIGHUP``; with several workers, ``POST /admin/reload`` reloads the worker that received it, writes the pointer,
 and sends ``SIGHUP`` to the main process, which forwards it to every worker. A ``SIGHUP`` that finds the same
-bundle (same manifest SHA-256) is a no-op; ``POST /admin/reload`` always rebuilds. With a store, a changed
+bundle (same path, same manifest SHA-256) is a no-op; ``POST /admin/reload`` always rebuilds. With a store, a changed
 bundle gets its own collection (bulk-loaded during the reload; see :mod:`.store`).
 """
 
@@ -81,8 +81,8 @@ class Reloader:
         async with self.lock:
             path = str(bundle) if bundle else current_bundle(self.path)
             sha = manifest_sha(path)
-            if not force and sha is not None and sha == self.sha:
-                return {"reloaded": False, "bundle": path, "reason": "same bundle (manifest unchanged)"}
+            if not force and path == self.path and sha is not None and sha == self.sha:
+                return {"reloaded": False, "bundle": path, "reason": "same bundle (path and manifest unchanged)"}
             t = time.perf_counter()
             service = await asyncio.to_thread(self.build, path)  # the loop keeps serving the old one meanwhile
             old, self.app.state.service = self.app.state.service, service
