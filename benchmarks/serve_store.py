@@ -8,6 +8,7 @@ the in-process FAISS HNSW index, in one session; plus a hot reload under load.
 2. ``faiss``: ``recembed serve BUNDLE --index hnsw --workers W``; ``milvus``: ``recembed serve BUNDLE --store
    milvus:OUT/store.db --workers W`` (milvus-lite, embedded in the main process; the workers connect to it).
    The first Milvus start bulk-loads the collection (its time is reported), a second start reuses it (reported);
+   ``local``: ``--store ... --store-search local`` (added items in the store, searches in the FAISS index);
 3. each: a closed-loop run of ``GET /v1/users/{id}/recommendations?k=10`` for random users (wrk when installed,
    else asyncio + httpx): requests/s, p50 / p99, errors, the load average, and the peak resident memory of the
    server's process tree (sum of ``VmHWM`` over the main process and its workers);
@@ -184,7 +185,7 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--tool", choices=["auto", "wrk", "httpx"], default="auto")
     ap.add_argument("--reuse-bundle", action="store_true", help="Reuse OUT/bundle-* when it matches the sizes.")
-    ap.add_argument("--only", default="faiss,milvus", help="Which of faiss, milvus to run.")
+    ap.add_argument("--only", default="faiss,milvus,local", help="Which of faiss, milvus, local to run.")
     ap.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "out")
     args = ap.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
@@ -204,6 +205,8 @@ def main() -> None:
         plan.append(("faiss-hnsw", ["--index", "hnsw"]))
     if "milvus" in args.only:
         plan += [("milvus", ["--store", f"milvus:{store}"]), ("milvus-reuse", ["--store", f"milvus:{store}"])]
+    if "local" in args.only:  # the store holds the added items, searches stay in FAISS
+        plan.append(("milvus-local-search", ["--store", f"milvus:{store}", "--store-search", "local"]))
     for name, extra in plan:
         r = measure(name, bundle, extra, args, tool)
         report["runs"].append(r)

@@ -136,6 +136,25 @@ def test_two_workers_see_items_added_through_either(tmp_path) -> None:
         assert reloaded == {pid: 9 for pid in pids}  # both swapped; same manifest: the same collection, 9 items
 
 
+def test_local_search_over_the_store_shares_added_items_between_workers(tmp_path) -> None:
+    store = f"milvus:{tmp_path}/items.db"
+    with Server(bundle_of("alpharec", "hnsw"), "--store", store, "--store-search", "local", "--workers", "2") as url:
+        with httpx.Client(base_url=url, timeout=30) as c:
+            assert c.get("/health").json()["index"] == "hnsw"  # searches in the in-process FAISS index
+            for j in range(3):
+                assert c.post("/v1/items", json=new_item(j), headers=KEY).status_code == 201
+        time.sleep(1.5)  # every worker refreshes the store's added items within sync_interval
+        pids = set()
+        for _ in range(30):
+            with httpx.Client(base_url=url, timeout=30) as c:  # fresh connections: both workers
+                pids.add(c.get("/health").json()["pid"])
+                for j in range(3):
+                    assert c.get(f"/v1/items/new-{j}/similar", params={"k": 3}).status_code == 200
+        assert len(pids) == 2
+    code, text = run_main(["serve", str(bundle_of("alpharec")), "--store-search", "local"])
+    assert code == 2 and "--store-search" in text, text
+
+
 def test_reload_under_a_request_loop_has_no_failed_request(tmp_path) -> None:
     first, second = bundle_of("alpharec"), bundle_of("alpharec", "hnsw")
     srv = Server(first, "--store", f"milvus:{tmp_path}/items.db")

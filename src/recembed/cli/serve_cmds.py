@@ -209,11 +209,15 @@ def index_build(path: str, kind: str, params: tuple[str, ...], k: int, queries: 
               help="Keep the item index and the added items in Milvus: a milvus-lite data directory (PATH ending "
                    "in .db, embedded) or a Milvus server URI. Added items then survive restarts and are shared by "
                    "the workers. Needs the store extra.")
+@click.option("--store-search", type=click.Choice(["store", "local"]), default="store", show_default=True,
+              help="With --store: run searches in Milvus (store), or in each worker's in-process index (local: "
+                   "FAISS speed; the store keeps the added items, each worker refreshes them every second).")
 @click.option("--max-added-items", type=click.IntRange(min=1), default=10_000, show_default=True,
               help="Most items POST /v1/items may add (409 beyond).")
 def serve(path: str, host: str, port: int, index_kind: str | None, params: tuple[str, ...], workers: int,
           threads: int, max_body_bytes: int, api_key_env: str, data_root: str | None, log_level: str,
-          require_signature: bool, candidates: int | None, store: str | None, max_added_items: int) -> None:
+          require_signature: bool, candidates: int | None, store: str | None, store_search: str,
+          max_added_items: int) -> None:
     """Serve recommendations over HTTP from a bundle (or a RUN_DIR, bundled to a temporary directory first).
 
     The bundle is verified (format version, checksums; the signature when the bundle is signed and
@@ -225,6 +229,8 @@ def serve(path: str, host: str, port: int, index_kind: str | None, params: tuple
         from ..serve.store import parse_store
 
         parse_store(store)  # a malformed --store stops here, before any bundling
+    elif store_search != "store":
+        raise click.UsageError("--store-search: only with --store")
     if workers < 1 or threads < 1:
         raise click.BadParameter("must be >= 1", param_hint="--workers / --threads")
     if require_signature and not is_bundle(path):
@@ -253,6 +259,7 @@ def serve(path: str, host: str, port: int, index_kind: str | None, params: tuple
             "RECEMBED_SERVE_REQUIRE_SIGNATURE": "1" if require_signature else "",
             "RECEMBED_SERVE_CANDIDATES": "" if candidates is None else str(candidates),
             "RECEMBED_SERVE_STORE": store_uri, "RECEMBED_SERVE_MAX_ADDED_ITEMS": str(max_added_items),
+            "RECEMBED_SERVE_STORE_SEARCH": store_search,
             "RECEMBED_SERVE_BUNDLE_POINTER": str(pointer),
         })
         if not os.environ.get(api_key_env):

@@ -5,7 +5,9 @@ since each would hold its own copy). With a store (:mod:`.store`, ``--store milv
 to the store *before* the service answers, its in-memory copy follows; at start-up the store's added items are
 read back, and a worker refreshes them (:func:`sync`) when a search returns an id it does not know, when a
 lookup misses, before an add or delete, and at most every ``sync_interval`` seconds on the listing endpoints, so
-every worker sees the items any worker added or deleted.
+every worker sees the items any worker added or deleted. With ``store_search="local"`` searches stay in the
+worker's own index (FAISS) and the worker refreshes the store's added items every ``sync_interval`` on the request
+paths.
 
 Only added items can be deleted: the bundle's items are immutable (the user histories, the ranker's features
 and the user vectors refer to them); deleting one is a 409. A deleted item leaves a tombstone in memory (its
@@ -14,13 +16,14 @@ position is excluded from every answer) and its row is removed from the store.
 
 from __future__ import annotations
 
+import hashlib
 import time
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ..errors import DataError
+from ..errors import ConfigError, DataError
 
 if TYPE_CHECKING:
     from .service import RecService
@@ -29,6 +32,29 @@ DEFAULT_MAX_ADDED = 10_000
 MIN_SYNC_GAP = 0.2
 """Seconds between two refreshes forced by a lookup miss (an unknown id cannot make a worker query the store on
 every request)."""
+
+
+def open_store(svc: RecService) -> None:
+    """Connect ``svc`` to its bundle's collection (bulk-loaded when needed), search there unless
+    ``store_search="local"``, and read back the store's added items."""
+    from .store import MilvusIndex, MilvusStore, collection_name
+
+    b, opts = svc.bundle, svc.options
+    if b.kind != "embedding" or svc.rec_index is None:
+        raise ConfigError(f"--store: {svc.model.name} is served by its own scoring (no item vectors to store); "
+                          "a store needs an embedding bundle")
+    if opts.store_search not in ("store", "local"):
+        raise ConfigError(f"--store-search: expected store or local, got {opts.store_search!r}")
+    manifest_sha = hashlib.sha256((b.path / "manifest.json").read_bytes()).hexdigest()
+    store = MilvusStore(opts.store, collection_name(manifest_sha), b.item_vectors.shape[1])
+    svc.store_info = store.ensure(svc.item_ids, svc.titles, b.item_vectors)
+    svc.store = store
+    if opts.store_search == "store":
+        shared = svc.sim_index is svc.rec_index
+        svc.rec_index = MilvusIndex.over(store, b.item_vectors, lambda ids: resolve_ids(svc, ids))
+        if shared:
+            svc.sim_index = svc.rec_index
+    sync(svc)  # the added items of earlier runs / other workers
 
 
 def _append(svc: RecService, item_id: str, title: str | None, vec: np.ndarray) -> int:

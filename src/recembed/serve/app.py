@@ -343,6 +343,7 @@ def app_from_env() -> FastAPI:
     options = ServiceOptions(index=env.get("RECEMBED_SERVE_INDEX") or None, index_params=params,
                              threads=int(env.get("RECEMBED_SERVE_THREADS", "1")), allow_add_items=workers == 1,
                              candidates=int(candidates) if candidates else None, store=store,
+                             store_search=env.get("RECEMBED_SERVE_STORE_SEARCH") or "store",
                              max_added_items=int(max_added) if max_added else ServiceOptions.max_added_items)
     return create_app(AppConfig(bundle=bundle, options=options,
                                 api_key_env=env.get("RECEMBED_SERVE_API_KEY_ENV", "RECEMBED_API_KEY"),

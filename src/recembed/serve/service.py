@@ -22,7 +22,6 @@ Not thread-safe for writes: the app runs every request on the event loop (one at
 
 from __future__ import annotations
 
-import hashlib
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -30,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import ConfigError, DataError, RecembedError
+from ..errors import DataError, RecembedError
 from . import added as _added
 from .bundle import Bundle, seen_matrix
 from .content import CONTENT_HEADS
@@ -75,6 +74,9 @@ class ServiceOptions:
     """Most items ``POST /v1/items`` may add (409 beyond; ``--max-added-items``)."""
     sync_interval: float = 1.0
     """With a store: seconds between refreshes of the added items on the listing endpoints."""
+    store_search: str = "store"
+    """With a store: ``"store"``, searches run in Milvus; ``"local"``, in the in-process index (FAISS), the store
+    holding the added items (durable, shared; each worker refreshes them every ``sync_interval``)."""
     candidates: int | None = None
     """Bundles with a ranker: items the retriever proposes per request when the request does not say (None: the
     bundle's setting, ``recembed bundle --candidates``, default 200); at most :data:`~.ranker.MAX_CANDIDATES`."""
@@ -161,26 +163,17 @@ class RecService:
             self.sim_index = ExactIndex(unit)
 
     def _open_store(self) -> None:
-        from .store import MilvusIndex, MilvusStore, collection_name
-
-        b = self.bundle
-        if b.kind != "embedding" or self.rec_index is None:
-            raise ConfigError(f"--store: {self.model.name} is served by its own scoring (no item vectors to store); "
-                              "a store needs an embedding bundle")
-        manifest_sha = hashlib.sha256((b.path / "manifest.json").read_bytes()).hexdigest()
-        store = MilvusStore(self.options.store, collection_name(manifest_sha), b.item_vectors.shape[1])
-        self.store_info = store.ensure(self.item_ids, self.titles, b.item_vectors)
-        self.store = store
-        shared = self.sim_index is self.rec_index
-        self.rec_index = MilvusIndex.over(store, b.item_vectors, lambda ids: _added.resolve_ids(self, ids))
-        if shared:
-            self.sim_index = self.rec_index
-        _added.sync(self)  # the added items of earlier runs / other workers
+        _added.open_store(self)
 
     def close(self) -> None:
         """Flush the store's writes (at shutdown)."""
         if self.store is not None:
             self.store.flush()
+
+    def _fresh(self) -> None:
+        """Local search over a store: pick up other workers' added / deleted items (every sync_interval)."""
+        if self.store is not None and self.options.store_search == "local":
+            _added.sync(self, force=False)
 
     def _excl(self, e: np.ndarray) -> np.ndarray:
         """Exclusions plus the deleted items' tombstones."""
@@ -195,6 +188,7 @@ class RecService:
         return {"model": m["model"]["name"], "serving": m["serving"]["kind"], "index": self.index_kind,
                 "users": len(self.user_ids), "items": len(self.item_pos), "added_items": len(self.added),
                 "store": None if self.store is None else {"collection": self.store.name,
+                                                          "search": self.options.store_search,
                                                           "max_added_items": self.options.max_added_items},
                 "content": bool(self.head), "bundle_created": m.get("created"),
                 "ranker": None if self.rank is None else self.rank.name,
@@ -295,6 +289,7 @@ class RecService:
         "seconds": {stage: s}}``."""
         u = self.user_index(user_id)
         c = self._candidates(k, candidates)
+        self._fresh()
         t0 = time.perf_counter()
         if self.rec_index is not None:  # the request path: one query, no batch bookkeeping
             exclude = [self._excl(self._seen(u))] if exclude_seen else [self.deleted]
@@ -323,6 +318,7 @@ class RecService:
 
     def recommend_history(self, history: Sequence[Any], k: int = 10) -> list[dict[str, Any]]:
         """Top-``k`` after an anonymous history (item ids, oldest first), without its items."""
+        self._fresh()
         h = self.item_indices(history)
         known = h[h < self.num_model_items]  # items added at serve time are not in the model's own tables
         if self.rec_index is not None and hasattr(self.model, "embed_history"):
@@ -337,6 +333,7 @@ class RecService:
         return self._items(items, top)
 
     def similar(self, item_id: str, k: int = 10) -> list[dict[str, Any]]:
+        self._fresh()
         i = int(self.item_indices([item_id])[0])
         if self.sim_index is not None:
             items, scores = self.sim_index.search(self.sim_index.vectors[i][None], k,
