@@ -143,14 +143,16 @@ def test_local_search_over_the_store_shares_added_items_between_workers(tmp_path
             assert c.get("/health").json()["index"] == "hnsw"  # searches in the in-process FAISS index
             for j in range(3):
                 assert c.post("/v1/items", json=new_item(j), headers=KEY).status_code == 201
-        time.sleep(1.5)  # every worker refreshes the store's added items within sync_interval
-        pids = set()
-        for _ in range(30):
+        time.sleep(1.5)  # every worker's poller reads the store's added items every sync_interval (1 s)
+        knows: dict[int, set[str]] = {}
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and not (len(knows) == 2 and all(len(v) == 3 for v in knows.values())):
             with httpx.Client(base_url=url, timeout=30) as c:  # fresh connections: both workers
-                pids.add(c.get("/health").json()["pid"])
+                pid = c.get("/health").json()["pid"]
                 for j in range(3):
-                    assert c.get(f"/v1/items/new-{j}/similar", params={"k": 3}).status_code == 200
-        assert len(pids) == 2
+                    if c.get(f"/v1/items/new-{j}/similar", params={"k": 3}).status_code == 200:
+                        knows.setdefault(pid, set()).add(f"new-{j}")
+        assert len(knows) == 2 and all(len(v) == 3 for v in knows.values()), knows
     code, text = run_main(["serve", str(bundle_of("alpharec")), "--store-search", "local"])
     assert code == 2 and "--store-search" in text, text
 

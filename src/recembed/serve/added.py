@@ -17,6 +17,7 @@ position is excluded from every answer) and its row is removed from the store.
 from __future__ import annotations
 
 import hashlib
+import threading
 import time
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
@@ -29,7 +30,7 @@ if TYPE_CHECKING:
     from .service import RecService
 
 DEFAULT_MAX_ADDED = 10_000
-MIN_SYNC_GAP = 0.2
+MIN_SYNC_GAP = 1.0
 """Seconds between two refreshes forced by a lookup miss (an unknown id cannot make a worker query the store on
 every request)."""
 
@@ -55,6 +56,48 @@ def open_store(svc: RecService) -> None:
         if shared:
             svc.sim_index = svc.rec_index
     sync(svc)  # the added items of earlier runs / other workers
+    if opts.store_search == "local":
+        svc.poller = Poller(svc)
+
+
+class Poller:
+    """``store_search="local"``: a thread that reads the store's added items every ``sync_interval`` (a query
+    that milvus-lite answers by scanning the collection: never on the event loop) and leaves the difference for
+    :meth:`apply`, which the request paths call (cheap when nothing changed)."""
+
+    def __init__(self, svc: RecService) -> None:
+        self.svc, self.pending = svc, None
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._run, name="recembed-store-poller", daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        svc = self.svc
+        while not self.stop.wait(svc.options.sync_interval):
+            try:
+                known = frozenset(list(svc.added))
+                in_store = set(svc.store.added_ids(limit=max(16_384, svc.options.max_added_items + 1)))
+                gone, new = known - in_store, in_store - known
+                if gone or new:
+                    self.pending = (gone, svc.store.fetch(sorted(new)))
+            except Exception:  # noqa: BLE001,S112 - the store was briefly unreachable / the dict changed: next round
+                continue
+
+    def apply(self) -> None:
+        pending, self.pending = self.pending, None
+        if pending is None:
+            return
+        svc = self.svc
+        gone, rows = pending
+        for item_id in gone:
+            if item_id in svc.added:
+                _tombstone(svc, item_id)
+        for row in rows:
+            if row["item_id"] not in svc.item_pos:
+                _append(svc, row["item_id"], row.get("title"), np.asarray(row["vector"], dtype=np.float32)[None])
+
+    def close(self) -> None:
+        self.stop.set()
 
 
 def _append(svc: RecService, item_id: str, title: str | None, vec: np.ndarray) -> int:
@@ -83,6 +126,9 @@ def sync(svc: RecService, *, force: bool = True) -> bool:
     before a restart). Returns whether anything changed. No-op without a store."""
     store = svc.store
     if store is None:
+        return False
+    if not force and svc.poller is not None:  # local search: the poller thread reads the store
+        svc.poller.apply()
         return False
     now = time.monotonic()
     if not force and now - svc.synced_at < svc.options.sync_interval:

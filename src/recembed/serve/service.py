@@ -119,6 +119,7 @@ class RecService:
         self.store: Any = None
         self.store_info: dict[str, Any] | None = None
         self.synced_at = 0.0
+        self.poller: Any = None
         self.rec_index: ItemIndex | None = None
         self.sim_index: ItemIndex | None = None
         self.head = None
@@ -167,13 +168,15 @@ class RecService:
 
     def close(self) -> None:
         """Flush the store's writes (at shutdown)."""
+        if self.poller is not None:
+            self.poller.close()
         if self.store is not None:
             self.store.flush()
 
     def _fresh(self) -> None:
         """Local search over a store: pick up other workers' added / deleted items (every sync_interval)."""
-        if self.store is not None and self.options.store_search == "local":
-            _added.sync(self, force=False)
+        if self.poller is not None:
+            self.poller.apply()
 
     def _excl(self, e: np.ndarray) -> np.ndarray:
         """Exclusions plus the deleted items' tombstones."""

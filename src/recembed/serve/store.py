@@ -6,7 +6,8 @@ created when missing; the ``store`` extra installs milvus-lite), anything else i
 
 * One collection per bundle, named from the SHA-256 of the bundle's manifest (which lists every file's
   checksum): a changed bundle gets a fresh collection; a collection that already holds all the bundle's items
-  is reused at start-up (the bulk load is idempotent: an incomplete one is completed by upserting again).
+  is reused at start-up. The process that creates the collection inserts the items; one that finds it
+  incomplete (an interrupted load, another process loading) upserts them again (idempotent).
 * Rows: ``item_id`` (primary key), ``title``, ``added`` (False for the bundle's items, True for items added over
   HTTP), ``vector`` (the item vector; HNSW, inner product: the FAISS index's metric) and ``content`` (the JSON of
   the request that added the item, to re-embed it later).
@@ -130,7 +131,8 @@ class MilvusStore:
             raise StoreError(f"{FLAG}: cannot connect to Milvus at {uri} ({str(exc).splitlines()[0]})") from None
 
     # -- set-up -------------------------------------------------------------------------------------
-    def _create(self) -> None:
+    def _create(self) -> bool:
+        """Create the collection; True when this call created it (False: another process did meanwhile)."""
         from pymilvus import DataType, MilvusClient
 
         schema = MilvusClient.create_schema(auto_id=False, enable_dynamic_field=False)
@@ -143,10 +145,12 @@ class MilvusStore:
         index.add_index(field_name="vector", index_type="HNSW", metric_type="IP", params=dict(HNSW))
         try:
             self.client.create_collection(self.name, schema=schema)
-            self.client.create_index(self.name, index, sync=False)  # milvus-lite builds it at once
         except Exception:  # noqa: BLE001 - created meanwhile by another worker: fine, the load below is idempotent
             if not self.client.has_collection(self.name):
                 raise
+            return False
+        self.client.create_index(self.name, index, sync=False)  # milvus-lite builds it at once
+        return True
 
     def _count(self, added: bool) -> int:
         rows = self.client.query(self.name, filter=f"added == {str(added).lower()}", output_fields=["count(*)"])
@@ -155,18 +159,21 @@ class MilvusStore:
     def ensure(self, ids: list[str], titles: list[str | None], vectors: np.ndarray) -> dict[str, Any]:
         """Make the collection hold the bundle's items: reuse it when complete, else (bulk-)load them."""
         t = time.perf_counter()
+        created = False
         if self.client.has_collection(self.name):
             self.client.load_collection(self.name)
             if self._count(False) == len(ids):
                 return {"collection": self.name, "reused": True, "loaded": 0,
                         "seconds": round(time.perf_counter() - t, 3)}
         else:
-            self._create()
+            created = self._create()
+        # into a collection this call created: plain inserts (no tombstones); else upserts (idempotent)
+        write = self.client.insert if created else self.client.upsert
         vectors = np.ascontiguousarray(vectors, dtype=np.float32)
         for s in range(0, len(ids), LOAD_BATCH):
             rows = [{"item_id": ids[i], "title": _clip(titles[i]), "added": False, "content": None,
                      "vector": vectors[i]} for i in range(s, min(len(ids), s + LOAD_BATCH))]
-            self.client.upsert(self.name, rows)
+            write(self.name, rows)
         self.client.flush(self.name)
         self.client.load_collection(self.name)
         return {"collection": self.name, "reused": False, "loaded": len(ids),
