@@ -63,7 +63,8 @@ def test_100_posts_survive_kill_9_and_restart(tmp_path) -> None:
         assert "(reused)" in restarted.log.read_text()
         health = client.get("/health").json()
         assert health["added_items"] == 100 and health["index"] == "milvus" and health["items"] == 300
-        listed = {it["item_id"] for it in client.get("/v1/items", params={"q": "number", "limit": 1000}).json()["items"]}
+        found = client.get("/v1/items", params={"q": "number", "limit": 1000}).json()["items"]
+        listed = {it["item_id"] for it in found}
         assert listed == {f"new-{j}" for j in range(100)}
         near_added = 0
         for j in range(100):

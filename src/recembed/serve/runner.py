@@ -9,7 +9,9 @@ connection waits on a worker that is still loading. Linux, BSD and macOS have ``
 falls back to uvicorn's workers. Sockets in one reuse-port group must belong to the same user.
 
 ``SIGHUP`` to the main process is forwarded to every worker, which reloads its bundle (:mod:`.reload`); workers
-die with the main process (Linux). The app comes from :func:`recembed.serve.app.app_from_env` (configuration in ``RECEMBED_SERVE_*``, inherited by
+die with the main process (Linux).
+
+The app comes from :func:`recembed.serve.app.app_from_env` (configuration in ``RECEMBED_SERVE_*``, inherited by
 the workers).
 """
 

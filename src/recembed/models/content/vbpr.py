@@ -112,8 +112,8 @@ class VBPR(EmbeddingRecommender):
         super()._export(module)
         # E and beta': a new item's vector is [0, E f, <beta', f>] (no ID factors, no ID bias), the cold-item
         # rule above; the serving bundle's content head (recembed.serve.content.VBPRItemHead) applies it
-        self.content_proj_ = module.proj.weight.detach().numpy().astype(np.float32, copy=True)  # (C, F)
-        self.content_bias_ = module.content_bias.weight.detach().numpy().astype(np.float32, copy=True)  # (1, F)
+        self.content_proj_ = module.proj.weight.detach().float().cpu().numpy().copy()  # (C, F)
+        self.content_bias_ = module.content_bias.weight.detach().float().cpu().numpy().copy()  # (1, F)
 
     def _state(self) -> dict[str, Any]:
         return {**super()._state(), "content": self.content_, "content_proj": self.content_proj_,
