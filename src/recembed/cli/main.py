@@ -28,6 +28,7 @@ from .compact_cmds import register as _register_compact
 from .data_opts import attach_content, cold_users_option, load_data, own_data_options, report_split
 from .data_opts import text_encoder as _text_encoder
 from .rank_cmds import register as _register_rank
+from .scale_cmds import register as _register_scale
 from .run_cmds import register as _register_runs
 from .semantic_cmds import register as _register_semantic
 from .serve_cmds import register as _register_serve
@@ -112,6 +113,10 @@ def datasets(data_root: str | None) -> None:
 @click.option("--field-kinds", default=None, metavar="COLUMN=KIND,...",
               help="CTR rankers on an impression file (a 0/1 label column, --columns label=NAME): force a column's "
                    "field kind (categorical, tags, numeric, vector) over the inferred one (docs/ctr_data.md).")
+@click.option("--stream", is_flag=True,
+              help="Out of core (bpr): --data is a Parquet dataset (a file or a folder of files) read in batches: "
+                   "vocabularies, split (written under RUN_DIR/split/), training and evaluation streamed "
+                   "(docs/scale.md).")
 @device_options
 def fit(model: str, data: str, data_root: str | None, items_path: str | None, users_path: str | None,
         columns: str | None, duplicates: str | None, split_spec: str | None, sets: tuple[str, ...], out_dir: str,
@@ -119,7 +124,7 @@ def fit(model: str, data: str, data_root: str | None, items_path: str | None, us
         resume: bool, monitor_test: bool, feature_specs: tuple[str, ...], text_columns: str, encoder: str,
         cache_dir: str | None, cold_users: str, negatives: int | None,
         negative_sampling: str | None, retriever_dir: str | None, candidates: int | None,
-        retriever_folds: int | None, field_kinds: str | None, device: str, precision: str,
+        retriever_folds: int | None, field_kinds: str | None, stream: bool, device: str, precision: str,
         distributed: bool) -> None:
     """Fit MODEL, evaluate on validation and test, write RUN_DIR/metrics.json."""
     from ..data.splits import make_split
@@ -127,6 +132,11 @@ def fit(model: str, data: str, data_root: str | None, items_path: str | None, us
     from ..options import FitOptions
 
     env = check_device_options(device, precision, distributed)  # before the data: fail fast
+    if stream:
+        from .scale_cmds import fit_stream
+
+        return fit_stream(model, data, sets, out_dir, seed=seed, ks=ks, no_progress=no_progress, threads=threads,
+                          columns=columns, split_spec=split_spec, env=env)
     if is_ranker(model):  # the ranking stage: CTR datasets, AUC / logloss / GAUC
         from .rank_cmds import fit_ranker
 
@@ -292,6 +302,7 @@ _register_semantic(cli)
 _register_tune(cli)
 _register_compact(cli)
 _register_tasks(cli)
+_register_scale(cli)
 
 
 def main() -> None:
