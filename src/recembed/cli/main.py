@@ -28,8 +28,8 @@ from .compact_cmds import register as _register_compact
 from .data_opts import attach_content, cold_users_option, load_data, own_data_options, report_split
 from .data_opts import text_encoder as _text_encoder
 from .rank_cmds import register as _register_rank
-from .scale_cmds import register as _register_scale
 from .run_cmds import register as _register_runs
+from .scale_cmds import register as _register_scale
 from .semantic_cmds import register as _register_semantic
 from .serve_cmds import register as _register_serve
 from .task_cmds import register as _register_tasks
