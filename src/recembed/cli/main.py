@@ -120,13 +120,13 @@ def fit(model: str, data: str, data_root: str | None, items_path: str | None, us
         cache_dir: str | None, cold_users: str, negatives: int | None,
         negative_sampling: str | None, retriever_dir: str | None, candidates: int | None,
         retriever_folds: int | None, field_kinds: str | None, device: str, precision: str,
-        distributed: bool) -> None:
+        distributed: bool, shard: str | None) -> None:
     """Fit MODEL, evaluate on validation and test, write RUN_DIR/metrics.json."""
     from ..data.splits import make_split
     from ..models.registry import is_ranker
     from ..options import FitOptions
 
-    env = check_device_options(device, precision, distributed)  # before the data: fail fast
+    env = check_device_options(device, precision, distributed, shard)  # before the data: fail fast
     if is_ranker(model):  # the ranking stage: CTR datasets, AUC / logloss / GAUC
         from .rank_cmds import fit_ranker
 

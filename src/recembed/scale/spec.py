@@ -1,0 +1,33 @@
+"""``--shard table|row[:MB]``: parsed without importing torch or TorchRec (the CLI checks it before the data)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..errors import ConfigError
+
+KINDS = ("table", "row")
+FORM = "'table' or 'row', optionally ':MB' (each rank's table memory cap in the planner), e.g. 'row:64'"
+
+
+@dataclass(frozen=True)
+class ShardSpec:
+    kind: str
+    """``table``: every table whole on one rank; ``row``: every table's rows split across all ranks."""
+    memory_mb: float | None = None
+    """The planner's per-rank storage cap (None: the machine's memory)."""
+
+
+def parse_shard(spec: str) -> ShardSpec:
+    kind, sep, cap = str(spec).strip().lower().partition(":")
+    if kind not in KINDS:
+        raise ConfigError(f"--shard: expected {FORM}; got {spec!r}")
+    if not sep:
+        return ShardSpec(kind)
+    try:
+        mb = float(cap)
+    except ValueError:
+        raise ConfigError(f"--shard: the memory cap must be a number of MiB, got {cap!r} in {spec!r}") from None
+    if not mb > 0:
+        raise ConfigError(f"--shard: the memory cap must be > 0 MiB, got {cap!r} in {spec!r}")
+    return ShardSpec(kind, mb)
