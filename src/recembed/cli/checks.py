@@ -85,9 +85,6 @@ def check_device_options(device: str, precision: str, distributed: bool, shard: 
         from ..training.device import resolve_device
 
         resolve_device(device)
-    if distributed and ("RANK" not in os.environ or "WORLD_SIZE" not in os.environ):
-        raise click.UsageError("--distributed: run under torchrun, e.g. torchrun --nproc_per_node 2 -m recembed fit "
-                               "MODEL ... --distributed (RANK / WORLD_SIZE are not set)")
     if shard is not None:
         from ..scale.spec import parse_shard  # no torch / torchrec import
 
@@ -96,4 +93,7 @@ def check_device_options(device: str, precision: str, distributed: bool, shard: 
             raise click.UsageError("--shard: shards the tables across torchrun ranks; add --distributed and run "
                                    "under torchrun (torchrun --nproc_per_node N -m recembed fit MODEL ... "
                                    "--distributed --shard row)")
+    if distributed and ("RANK" not in os.environ or "WORLD_SIZE" not in os.environ):
+        raise click.UsageError("--distributed: run under torchrun, e.g. torchrun --nproc_per_node 2 -m recembed fit "
+                               "MODEL ... --distributed (RANK / WORLD_SIZE are not set)")
     return {"device": device, "precision": precision, "distributed": distributed, "shard": shard}

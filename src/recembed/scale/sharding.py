@@ -18,9 +18,10 @@ export are the unsharded code, unchanged. Rank 0's host memory holds the full ta
 them); the other ranks never do.
 
 Deviations and limits (docs/scale.md): (1) the fused optimizers are FBGEMM's: ``optimizer=sgd`` is exact SGD
-(the same update as torch.optim.SGD on the rows a batch touched, untouched rows get a zero gradient either way),
-``optimizer=adam`` is FBGEMM's Adam, which updates only the rows a batch looked up (torch's dense Adam moves every
-row with its momentum): the same AUC within noise, not the same trajectory. (2) FBGEMM needs table widths divisible
+(the same update as torch.optim.SGD on the rows a batch touched, untouched rows get a zero gradient either way);
+FBGEMM's CPU kernels have no Adam (SGD / Adagrad only), so ``optimizer=adam`` is refused on the CPU; on CUDA it
+is FBGEMM's Adam, which updates only the rows a batch looked up (torch's dense Adam moves every row with its
+momentum): not the same trajectory (untested here: no GPU). (2) FBGEMM needs table widths divisible
 by 4: a narrower table (the rankers' first-order term, width 1) is padded with zero columns that get a zero
 gradient and are cut off on gather. (3) Row-wise sharding is offered by TorchRec's sharder for CUDA only; on the
 CPU it is enabled by a subclass (its CPU kernels work; ``tests/test_torchrec.py``). Row-wise needs the same batch
@@ -75,8 +76,12 @@ def import_torchrec() -> Any:
     return torchrec
 
 
-def check_config(cfg: Any, opts: Any) -> None:
+def check_config(cfg: Any, opts: Any, device_type: str = "cpu") -> None:
     """What the sharded path does not do, refused before anything is built (a ConfigError: exit code 2)."""
+    if getattr(cfg, "optimizer", "sgd") == "adam" and device_type != "cuda":
+        raise ConfigError("--shard: FBGEMM's CPU kernels have no Adam for the tables (SGD and Adagrad only): set "
+                          "optimizer=sgd (--set optimizer=sgd; the exact update, tests/test_torchrec.py), or train "
+                          "on CUDA, where the tables use FBGEMM's row-sparse Adam")
     refused = [(getattr(cfg, "grad_clip", 0) > 0, "grad_clip", "the fused embedding optimizer is not clipped"),
                (getattr(cfg, "lr_schedule", "constant") != "constant", "lr_schedule", "the fused step size is fixed"),
                (getattr(cfg, "weight_decay", 0) > 0, "weight_decay", "the fused optimizer decays touched rows only"),
@@ -132,7 +137,7 @@ class ShardedTraining:
         if ctx is None:
             raise ConfigError("--shard: needs --distributed under torchrun (torchrun --nproc_per_node N -m recembed "
                               "fit MODEL ... --distributed --shard row)")
-        check_config(cfg, opts)
+        check_config(cfg, opts, ctx.device.type)
         import_torchrec()
         import torch.distributed as dist
         from torchrec.distributed import DistributedModelParallel
@@ -188,7 +193,9 @@ class ShardedTraining:
         """The parameters the trainer's optimizer steps (the tables' optimizer is fused into the backward)."""
         from torchrec.optim.optimizers import in_backward_optimizer_filter
 
-        return [p for _, p in in_backward_optimizer_filter(self.dmp.named_parameters())]
+        dense = [p for _, p in in_backward_optimizer_filter(self.dmp.named_parameters())]
+        # a model that is all tables (MF): an empty placeholder, since torch's optimizers refuse no parameters
+        return dense or [nn.Parameter(torch.zeros(0))]
 
     def _table_keys(self) -> dict[str, str]:
         keys = {}
