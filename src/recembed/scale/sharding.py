@@ -157,24 +157,33 @@ class ShardedTraining:
         device_type = ctx.device.type
         sharders = [_sharder()]
         wrapped = ShardedStep(root, task)
-        quiet = logging.getLogger("torchrec.distributed.planner")
-        level, quiet.level = quiet.level, logging.ERROR  # its advice to build the topology from detected hardware
-        try:
-            topology = Topology(world_size=ctx.world, compute_device=device_type,
-                                **({"hbm_cap": cap} if device_type == "cuda" else {"ddr_cap": cap} if cap else {}))
-            plan = EmbeddingShardingPlanner(topology=topology, constraints=constraints).collective_plan(
-                wrapped, sharders, dist.group.WORLD)
-        except Exception as exc:  # PlannerError: the tables do not fit the ranks' memory under this plan
-            if type(exc).__name__ != "PlannerError":
-                raise
+        # rank 0 plans and sends every rank the plan or its failure (so that all of them stop with the same error)
+        outcome: list[Any] = [None]
+        if ctx.rank == 0:
+            quiet = logging.getLogger("torchrec.distributed.planner")
+            level, quiet.level = quiet.level, logging.ERROR  # its advice to build the topology from detected hardware
+            try:
+                topology = Topology(world_size=ctx.world, compute_device=device_type,
+                                    **({"hbm_cap": cap} if device_type == "cuda" else {"ddr_cap": cap} if cap else {}))
+                outcome[0] = EmbeddingShardingPlanner(topology=topology, constraints=constraints).plan(wrapped, sharders)
+            except Exception as exc:  # PlannerError: the tables do not fit the ranks' memory under this plan
+                outcome[0] = f"{type(exc).__name__}: {str(exc).strip().splitlines()[0][:200]}"
+                failure = exc
+            finally:
+                quiet.level = level
+        dist.broadcast_object_list(outcome, src=0)
+        plan = outcome[0]
+        if isinstance(plan, str) and not plan.startswith("PlannerError"):  # a bug, not a misfit: rank 0 shows it
+            if ctx.rank == 0:
+                raise failure
+            raise RuntimeError(f"--shard: rank 0 failed to plan ({plan})")
+        if isinstance(plan, str):
             total = sum(t.rows * t.padded * 4 for t in self.tables)
             raise ConfigError(f"--shard {spec}: no {shard.kind}-wise plan fits {ctx.world} ranks"
                               + (f" of {shard.memory_mb:g} MiB each" if cap else "")
-                              + f" for {total / 2**20:.1f} MiB of tables (and their optimizer state); "
-                              f"{'try row-wise (--shard row) or ' if shard.kind == 'table' else ''}more ranks "
-                              f"({str(exc).splitlines()[0][:200]})") from None
-        finally:
-            quiet.level = level
+                              + f" for {total / 2**20:.1f} MiB of tables (and the planner's reserve); "
+                              f"{'try row-wise (--shard row), ' if shard.kind == 'table' else ''}more ranks or a "
+                              f"larger cap ({plan})")
         self.plan = plan
         self.dmp = DistributedModelParallel(
             wrapped, device=ctx.device, plan=plan, sharders=sharders,
