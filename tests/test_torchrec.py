@@ -34,8 +34,15 @@ def _torchrec_status() -> str | None:
     return None
 
 
-SKIP = _torchrec_status()
-needs_torchrec = pytest.mark.skipif(SKIP is not None, reason=SKIP or "")
+@pytest.fixture(scope="module")
+def torchrec_loads() -> None:
+    """Skip, saying why, where TorchRec does not import (loaded here, not at collection: it takes seconds)."""
+    reason = _torchrec_status()
+    if reason is not None:
+        pytest.skip(reason)
+
+
+needs_torchrec = pytest.mark.usefixtures("torchrec_loads")
 
 DEEPFM = ["fit", "deepfm", "--data", "synthetic:tiny", "--no-progress", "--threads", "1", "--set", "epochs=3",
           "--set", "patience=0", "--set", "optimizer=sgd", "--set", "learning_rate=1.0"]
@@ -56,7 +63,7 @@ def _metrics(run: Path) -> dict:
 
 
 @pytest.fixture(scope="module")
-def deepfm_one_rank(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def deepfm_one_rank(tmp_path_factory: pytest.TempPathFactory, torchrec_loads: None) -> Path:
     out = tmp_path_factory.mktemp("deepfm") / "one"
     code, text = run_main([*DEEPFM, "--out", str(out)])
     assert code == 0, text
@@ -122,6 +129,12 @@ def test_what_sharding_does_not_do_is_refused_naming_the_option() -> None:
         check_config(cfg, FitOptions(checkpoint_dir="ckpt"))
     with pytest.raises(ConfigError, match="--distributed"):
         ShardedTraining(None, None, "row", cfg, opts)  # type: ignore[arg-type]
+    from recembed.scale.spec import check_shardable
+
+    check_shardable("deepfm"), check_shardable("bpr")
+    for model, said in (("din", "per-token"), ("lightgcn", "not lightgcn")):
+        with pytest.raises(ConfigError, match=said):
+            check_shardable(model)
 
 
 def test_a_missing_torchrec_is_a_config_error_naming_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -127,6 +127,10 @@ def fit(model: str, data: str, data_root: str | None, items_path: str | None, us
     from ..options import FitOptions
 
     env = check_device_options(device, precision, distributed, shard)  # before the data: fail fast
+    if shard is not None:
+        from ..scale.spec import check_shardable
+
+        check_shardable(model)
     if is_ranker(model):  # the ranking stage: CTR datasets, AUC / logloss / GAUC
         from .rank_cmds import fit_ranker
 
@@ -298,7 +302,9 @@ def main() -> None:
     try:
         cli(standalone_mode=True)
     except RecembedError as exc:
-        console.print(f"[bold red]error:[/] {exc}")
+        from rich.markup import escape  # a message may name e.g. recembed[torchrec]: text, not markup
+
+        console.print(f"[bold red]error:[/] {escape(str(exc))}")
         sys.exit(2)
     except (FileNotFoundError, PermissionError, IsADirectoryError, NotADirectoryError, FileExistsError) as exc:
         # a path given on the command line that cannot be read or written (e.g. --json in a folder that is not there)

@@ -69,7 +69,7 @@ def import_torchrec() -> Any:
         from torchrec.distributed import DistributedModelParallel  # noqa: F401  (loads fbgemm's operators)
     except Exception as exc:  # ImportError, or fbgemm's operators failing to load against this torch
         raise ConfigError(f"--shard: TorchRec is not usable here ({type(exc).__name__}: {str(exc).splitlines()[0]}"
-                          f"); install the recembed[torchrec] extra and {PINS}, with torch {torch.__version__}"
+                          f"); install the extra (pip install 'recembed[torchrec]') and {PINS}, with torch {torch.__version__}"
                           ) from None
     import torchrec
 
