@@ -7,8 +7,9 @@ as torch.optim.SGD on the unsharded ones (rows a batch does not touch get a zero
 layers keep torch.optim.SGD under DDP on both. So what is compared is the same trajectory up to float summation
 order: the fitted weights (every table and layer, gathered back from the shards) within 1e-5, and valid / test AUC
 (DeepFM) or NDCG@10 (MF-BPR) within 1e-4. The last, short batch of MF is split 2 / 3 rows across the ranks, so
-row-wise sharding's padding of a rank's slice to one batch size is exercised. Skipped, saying why, where TorchRec
-cannot be imported (``make install-torchrec`` installs the pins).
+row-wise sharding's padding of a rank's slice to one batch size is exercised; a batch of 497 leaves rank 0 without
+rows in the last batch (it still joins the collectives). Skipped, saying why, where TorchRec cannot be imported
+(``make install-torchrec`` installs the pins).
 """
 
 from __future__ import annotations
@@ -103,6 +104,21 @@ def test_row_sharded_mf_on_two_ranks_equals_the_unsharded_model(tmp_path: Path) 
 
     a, b = load_run(tmp_path / "one").model, load_run(tmp_path / "two").model
     np.testing.assert_allclose(b.user_factors_, a.user_factors_, atol=1e-5)
+    np.testing.assert_allclose(b.item_factors_, a.item_factors_, atol=1e-5)
+
+
+@needs_torchrec
+def test_a_rank_without_rows_in_the_last_batch_still_takes_part(tmp_path: Path) -> None:
+    """Batch 497: 8 full batches and a last one of 1 row, which rank 0 gets none of; it still joins the lookups'
+    all-to-alls (an empty, padded batch and a zero loss), so neither rank hangs and the result is the 1-rank one."""
+    args = [*MF[:MF.index("epochs=5")], "epochs=2", "--set", "patience=0", "--set", "batch_size=497", "--set",
+            "min_steps=0", "--set", "optimizer=sgd", "--set", "learning_rate=50"]
+    code, text = run_main([*args, "--out", str(tmp_path / "one")])
+    assert code == 0, text
+    torchrun([*args, "--out", "two", "--shard", "row"], cwd=tmp_path)
+    from recembed.runs import load_run
+
+    a, b = load_run(tmp_path / "one").model, load_run(tmp_path / "two").model
     np.testing.assert_allclose(b.item_factors_, a.item_factors_, atol=1e-5)
 
 
