@@ -125,18 +125,24 @@ def fit(model: str, data: str, data_root: str | None, items_path: str | None, us
         cache_dir: str | None, cold_users: str, negatives: int | None,
         negative_sampling: str | None, retriever_dir: str | None, candidates: int | None,
         retriever_folds: int | None, field_kinds: str | None, stream: bool, device: str, precision: str,
-        distributed: bool) -> None:
+        distributed: bool, shard: str | None) -> None:
     """Fit MODEL, evaluate on validation and test, write RUN_DIR/metrics.json."""
     from ..data.splits import make_split
     from ..models.registry import is_ranker
     from ..options import FitOptions
 
-    env = check_device_options(device, precision, distributed)  # before the data: fail fast
+    env = check_device_options(device, precision, distributed, shard)  # before the data: fail fast
     if stream:
+        if shard is not None:
+            raise click.UsageError("--shard: not with --stream (the streamed MF has its own sparse tables)")
         from .scale_cmds import fit_stream
 
         return fit_stream(model, data, sets, out_dir, seed=seed, ks=ks, no_progress=no_progress, threads=threads,
                           columns=columns, split_spec=split_spec, env=env)
+    if shard is not None:
+        from ..scale.spec import check_shardable
+
+        check_shardable(model)
     if is_ranker(model):  # the ranking stage: CTR datasets, AUC / logloss / GAUC
         from .rank_cmds import fit_ranker
 
@@ -309,7 +315,9 @@ def main() -> None:
     try:
         cli(standalone_mode=True)
     except RecembedError as exc:
-        console.print(f"[bold red]error:[/] {exc}")
+        from rich.markup import escape  # a message may name e.g. recembed[torchrec]: text, not markup
+
+        console.print(f"[bold red]error:[/] {escape(str(exc))}")
         sys.exit(2)
     except (FileNotFoundError, PermissionError, IsADirectoryError, NotADirectoryError, FileExistsError) as exc:
         # a path given on the command line that cannot be read or written (e.g. --json in a folder that is not there)

@@ -152,8 +152,8 @@ class Trainer:
         self.config = config
         self.options = options or FitOptions()
 
-    def _optimizer(self, module: nn.Module) -> torch.optim.Optimizer:
-        params = [p for p in module.parameters() if p.requires_grad]
+    def _optimizer(self, module: nn.Module | list[nn.Parameter]) -> torch.optim.Optimizer:
+        params = [p for p in (module.parameters() if isinstance(module, nn.Module) else module) if p.requires_grad]
         if self.config.optimizer == "sparse_adam":
             if self.config.weight_decay:
                 raise ConfigError("weight_decay: SparseAdam has none; use reg_weight (L2 on the looked-up rows)")
@@ -194,8 +194,14 @@ class Trainer:
                     else f"no epoch left to run (epochs={cfg.epochs})"
                 if main:
                     print(f"resumed at epoch {start_epoch} from {ckpt['path']}: {left}", file=sys.stderr)
-        step = TaskStep(module, task)
-        runner = wrap(step, ctx) if ctx is not None else step
+        step, sharded = TaskStep(module, task), None
+        if opts.shard:  # TorchRec: the tables sharded across the ranks, their optimizer fused into the backward
+            from ..scale.sharding import ShardedTraining
+
+            sharded = ShardedTraining(step, ctx, opts.shard, cfg, opts)
+            runner, optimizer = sharded.runner, self._optimizer(sharded.dense_parameters())
+        else:
+            runner = wrap(step, ctx) if ctx is not None else step
         t_start = time.perf_counter() - elapsed_before
         progress = _Progress(enabled=opts.show_progress and main, total_batches=task.num_batches())
         epoch = start_epoch - 1
@@ -232,6 +238,8 @@ class Trainer:
                     record: dict[str, Any] = {"epoch": epoch + 1, "loss": total / max(count, 1),
                                               "train_seconds": time.perf_counter() - t0}
                     stop = False
+                    if sharded is not None and validate is not None and (epoch + 1) % cfg.eval_every == 0:
+                        sharded.gather()  # every rank takes part: the shards into rank 0's module
                     if validate is not None and (epoch + 1) % cfg.eval_every == 0 and main:
                         module.eval()
                         with torch.no_grad():
@@ -269,6 +277,8 @@ class Trainer:
             if opts.checkpoint_dir and result.history and main:
                 self._save(module, optimizer, best_state, result, result.history[-1]["epoch"], bad_evals, t_start)
             raise
+        if sharded is not None:
+            sharded.gather()
         if opts.checkpoint_dir and result.history and main:
             self._save(module, optimizer, best_state, result, result.history[-1]["epoch"], bad_evals, t_start)
         if best_state is not None and cfg.select_best:
