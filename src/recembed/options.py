@@ -16,7 +16,17 @@ class FitOptions:
     threads: int | None = None
     """CPU threads for BLAS / torch (None: leave the library default)."""
     device: str = "cpu"
-    """Torch device for trainable models."""
+    """Torch device for trainable models: ``cpu``, ``cuda``, ``cuda:N``, ``mps`` or ``auto`` (CUDA, else MPS, else
+    the CPU). Training steps and validation run there; the fitted weights come back to the host for export."""
+    precision: str = "fp32"
+    """``fp32``, or ``bf16``: the loss computed under bfloat16 autocast (weights and optimizer stay float32)."""
+    distributed: bool = False
+    """Data-parallel training under ``torchrun`` (``DistributedDataParallel``; gloo on the CPU, NCCL on CUDA):
+    each rank trains on its slice of every global batch; rank 0 validates, checkpoints and writes the run."""
+    shard: str | None = None
+    """With ``distributed``: the embedding tables sharded across the ranks with TorchRec (``table`` / ``row``, or
+    ``table:MB`` / ``row:MB`` to cap each rank's table memory in the planner; the optional ``recembed[torchrec]``
+    extra, see :mod:`recembed.scale.sharding`). None: every rank holds every table (plain DDP)."""
     show_progress: bool = True
     """Show progress bars on the terminal."""
     memory_budget_mb: int | None = None

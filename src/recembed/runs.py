@@ -19,6 +19,7 @@ Run directory layout::
 
 from __future__ import annotations
 
+import os
 import platform
 import resource
 import time
@@ -182,9 +183,16 @@ def fit_and_evaluate(
     t0 = time.perf_counter()
     model.fit(split.train, options=options, valid=watch, item_table=dataset.item_table, items=dataset.items)
     fit_seconds = time.perf_counter() - t0
+    if options.distributed and os.environ.get("RANK", "0") != "0":  # rank 0 evaluates and writes the run
+        return RunResult(model, split, {"fit_seconds": round(fit_seconds, 3)}, None, None)
     config = {"model": model_name, "params": config_to_dict(model.config), "seed": options.seed,
               "data": data_spec or {"name": dataset.name}, "split": split.spec, "ks": list(ks),
               "cold_users": cold_users}
+    if options.device != "cpu" or options.precision != "fp32" or options.distributed:
+        config["environment"] = {"device": options.device, "precision": options.precision,
+                                 "world_size": int(os.environ.get("WORLD_SIZE", "1")) if options.distributed else 1}
+        if options.shard:
+            config["environment"]["shard"] = options.shard
     report = {k: dataset.extras[k] for k in ("duplicates",) if k in dataset.extras}
     return evaluate_run(model, split, dataset_name=dataset.name, titles=dataset.item_titles(), ks=ks,
                         fit_seconds=fit_seconds, out_dir=out_dir, config=config, show_progress=options.show_progress,

@@ -22,13 +22,14 @@ import click
 from rich.table import Table as RichTable
 
 from ..errors import RecembedError
-from .checks import check_fit
+from .checks import check_device_options, check_fit, device_options, is_main_process
 from .common import POSITIVE_INT, THREADS_HELP, _load_run, _metrics_table, _parse_sets, _run_parts, console, parse_ks
 from .compact_cmds import register as _register_compact
 from .data_opts import attach_content, cold_users_option, load_data, own_data_options, report_split
 from .data_opts import text_encoder as _text_encoder
 from .rank_cmds import register as _register_rank
 from .run_cmds import register as _register_runs
+from .scale_cmds import register as _register_scale
 from .semantic_cmds import register as _register_semantic
 from .serve_cmds import register as _register_serve
 from .task_cmds import register as _register_tasks
@@ -112,18 +113,36 @@ def datasets(data_root: str | None) -> None:
 @click.option("--field-kinds", default=None, metavar="COLUMN=KIND,...",
               help="CTR rankers on an impression file (a 0/1 label column, --columns label=NAME): force a column's "
                    "field kind (categorical, tags, numeric, vector) over the inferred one (docs/ctr_data.md).")
+@click.option("--stream", is_flag=True,
+              help="Out of core (bpr): --data is a Parquet dataset (a file or a folder of files) read in batches: "
+                   "vocabularies, split (written under RUN_DIR/split/), training and evaluation streamed "
+                   "(docs/scale.md).")
+@device_options
 def fit(model: str, data: str, data_root: str | None, items_path: str | None, users_path: str | None,
         columns: str | None, duplicates: str | None, split_spec: str | None, sets: tuple[str, ...], out_dir: str,
         seed: int, ks: tuple[int, ...], no_progress: bool, threads: int | None, checkpoint_dir: str | None,
         resume: bool, monitor_test: bool, feature_specs: tuple[str, ...], text_columns: str, encoder: str,
         cache_dir: str | None, cold_users: str, negatives: int | None,
         negative_sampling: str | None, retriever_dir: str | None, candidates: int | None,
-        retriever_folds: int | None, field_kinds: str | None) -> None:
+        retriever_folds: int | None, field_kinds: str | None, stream: bool, device: str, precision: str,
+        distributed: bool, shard: str | None) -> None:
     """Fit MODEL, evaluate on validation and test, write RUN_DIR/metrics.json."""
     from ..data.splits import make_split
     from ..models.registry import is_ranker
     from ..options import FitOptions
 
+    env = check_device_options(device, precision, distributed, shard)  # before the data: fail fast
+    if stream:
+        if shard is not None:
+            raise click.UsageError("--shard: not with --stream (the streamed MF has its own sparse tables)")
+        from .scale_cmds import fit_stream
+
+        return fit_stream(model, data, sets, out_dir, seed=seed, ks=ks, no_progress=no_progress, threads=threads,
+                          columns=columns, split_spec=split_spec, env=env)
+    if shard is not None:
+        from ..scale.spec import check_shardable
+
+        check_shardable(model)
     if is_ranker(model):  # the ranking stage: CTR datasets, AUC / logloss / GAUC
         from .rank_cmds import fit_ranker
 
@@ -132,7 +151,7 @@ def fit(model: str, data: str, data_root: str | None, items_path: str | None, us
                           duplicates=duplicates, feature_specs=feature_specs, text_columns=text_columns,
                           monitor_test=monitor_test, encoder=encoder, cache_dir=cache_dir, negatives=negatives,
                           negative_sampling=negative_sampling, retriever_dir=retriever_dir, candidates=candidates,
-                          retriever_folds=retriever_folds, field_kinds=field_kinds)
+                          retriever_folds=retriever_folds, field_kinds=field_kinds, env=env)
     from ..ranking.datasets import is_ctr_dataset
 
     for value, flag in ((negatives, "--negatives"), (negative_sampling, "--negative-sampling"),
@@ -152,6 +171,9 @@ def fit(model: str, data: str, data_root: str | None, items_path: str | None, us
                           f"{model} is a retrieval model")
     params = _parse_sets(sets)
     check_fit(model, params, split_spec, checkpoint_dir, resume)  # before the data: fail fast
+    main_process = is_main_process(distributed)
+    if not main_process:
+        console.quiet = True
     with console.status(f"loading {data}"):
         dataset, default_split = load_data(data, data_root, items_path, users_path, columns, duplicates)
         split = make_split(dataset, split_spec or default_split, seed=seed)
@@ -166,14 +188,16 @@ def fit(model: str, data: str, data_root: str | None, items_path: str | None, us
 
     result = fit_and_evaluate(
         model, dataset, split, params=params,
-        options=FitOptions(seed=seed, show_progress=not no_progress, threads=threads, checkpoint_dir=checkpoint_dir,
-                           resume=resume), out_dir=out_dir, ks=ks,
+        options=FitOptions(seed=seed, show_progress=not no_progress and main_process, threads=threads,
+                           checkpoint_dir=checkpoint_dir, resume=resume, **env), out_dir=out_dir, ks=ks,
         data_spec={"data": data, "data_root": data_root, "features": list(feature_specs),
                    "text_columns": text_columns or None, "encoder": encoder if text_columns else None,
                    **{k: v for k, v in (("items", items_path), ("users", users_path), ("columns", columns),
                                         ("duplicates", duplicates)) if v}},
         monitor_test=monitor_test, cold_users=cold_users,
     )
+    if not main_process:  # a torchrun rank other than 0: rank 0 evaluates and writes the run
+        return
     m = result.metrics
     console.print(_metrics_table(f"{model} on {dataset.name}", _run_parts(m), HEADLINE))
     console.print(f"fit {m['fit_seconds']:.2f}s  eval {m['eval_seconds']:.2f}s  peak RSS {m['peak_rss_mb']:.0f} MiB"
@@ -284,13 +308,16 @@ _register_semantic(cli)
 _register_tune(cli)
 _register_compact(cli)
 _register_tasks(cli)
+_register_scale(cli)
 
 
 def main() -> None:
     try:
         cli(standalone_mode=True)
     except RecembedError as exc:
-        console.print(f"[bold red]error:[/] {exc}")
+        from rich.markup import escape  # a message may name e.g. recembed[torchrec]: text, not markup
+
+        console.print(f"[bold red]error:[/] {escape(str(exc))}")
         sys.exit(2)
     except (FileNotFoundError, PermissionError, IsADirectoryError, NotADirectoryError, FileExistsError) as exc:
         # a path given on the command line that cannot be read or written (e.g. --json in a folder that is not there)

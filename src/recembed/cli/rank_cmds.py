@@ -18,6 +18,7 @@ from typing import Any
 from rich.table import Table as RichTable
 
 from ..errors import ConfigError
+from .checks import is_main_process
 from .common import _parse_sets, console
 
 #: fit options a CTR dataset (which brings its own split and fields) has no use for (their flag names)
@@ -90,7 +91,8 @@ def _from_retriever(run: Any, retriever_dir: str, data: str, split: Any, dataset
 def fit_ranker(model: str, data: str, data_root: str | None, sets: tuple[str, ...], out_dir: str, seed: int,
                no_progress: bool, threads: int | None, checkpoint_dir: str | None, resume: bool,
                negatives: int | None = None, negative_sampling: str | None = None, retriever_dir: str | None = None,
-               candidates: int | None = None, retriever_folds: int | None = None, **given: Any) -> None:
+               candidates: int | None = None, retriever_folds: int | None = None, env: dict[str, Any] | None = None,
+               **given: Any) -> None:
     from ..models.registry import model_class
     from ..ranking.datasets import CTR_DATASETS, is_ctr_dataset
 
@@ -210,11 +212,17 @@ def fit_ranker(model: str, data: str, data_root: str | None, sets: tuple[str, ..
             codes, item_ids = load_item_codes(sid["sid_features"], ctr, id_offset=sid.get("sid_id_offset", 0))
             ctr = add_semantic_id_fields(ctr, codes, item_ids, ngram=sid["sid_ngram"], levels=sid.get("sid_levels"))
     console.print(f"[bold]{ctr.name}[/]  {ctr.sizes()}  fields: {', '.join(f.name for f in ctr.fields)}")
+    env = env or {}
+    main_process = is_main_process(bool(env.get("distributed")))
+    if not main_process:
+        console.quiet = True
     run = fit_and_evaluate_ranker(
         model, ctr, params=params,
-        options=FitOptions(seed=seed, show_progress=not no_progress, threads=threads, checkpoint_dir=checkpoint_dir,
-                           resume=resume),
-        out_dir=out_dir, data_spec={**spec, **(sid or {})})
+        options=FitOptions(seed=seed, show_progress=not no_progress and main_process, threads=threads,
+                           checkpoint_dir=checkpoint_dir, resume=resume, **env),
+        out_dir=out_dir if main_process else None, data_spec={**spec, **(sid or {})})
+    if not main_process:
+        return
     m = run.metrics
     table = RichTable(title=f"{model} on {ctr.name}")
     table.add_column("part")

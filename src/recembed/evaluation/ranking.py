@@ -51,7 +51,17 @@ def rank_topk(
     bs = batch_size or batch_size_for(num_items)
     for start in range(0, n, bs):
         batch = users[start : start + bs]
-        scores = np.asarray(scorer(batch), dtype=np.float32)
+        scores = scorer(batch)
+        if _on_accelerator(scores):  # a model training on a GPU: mask and rank there, move only the top k
+            top, top_scores = _device_topk(scores, exclude[batch] if exclude is not None else None, k, num_items)
+            out_items[start : start + len(batch), : top.shape[1]] = top
+            out_scores[start : start + len(batch), : top.shape[1]] = top_scores
+            if progress is not None:
+                progress(len(batch))
+            continue
+        if hasattr(scores, "numpy"):  # a CPU tensor: a view, no copy
+            scores = scores.detach().float().numpy()
+        scores = np.asarray(scores, dtype=np.float32)
         if scores.shape != (len(batch), num_items):
             raise ValueError(f"scorer returned shape {scores.shape}, expected ({len(batch)}, {num_items})")
         if not scores.flags.writeable:
@@ -69,6 +79,30 @@ def rank_topk(
         if progress is not None:
             progress(len(batch))
     return out_items, out_scores
+
+
+def _on_accelerator(scores: object) -> bool:
+    device = getattr(scores, "device", None)
+    return device is not None and getattr(device, "type", "cpu") != "cpu"
+
+
+def _device_topk(scores, exclude: sp.csr_matrix | None, k: int, num_items: int
+                 ) -> tuple[np.ndarray, np.ndarray]:  # noqa: ANN001 - scores: a torch tensor on an accelerator
+    """:func:`rank_topk`'s step for a ``(B, I)`` torch tensor on an accelerator: the excluded items are set to
+    ``-inf`` on the device, ``torch.topk`` ranks there, and only the ``(B, k)`` result crosses to the host.
+    Ties at the k-th score follow torch's order there (the host path gives them to the lower index)."""
+    import torch
+
+    if tuple(scores.shape) != (scores.shape[0], num_items):
+        raise ValueError(f"scorer returned shape {tuple(scores.shape)}, expected (B, {num_items})")
+    scores = scores.float().clone()
+    if exclude is not None and exclude.nnz:
+        rows = np.repeat(np.arange(exclude.shape[0]), np.diff(exclude.indptr))
+        scores[torch.as_tensor(rows, device=scores.device), torch.as_tensor(exclude.indices, device=scores.device,
+                                                                             dtype=torch.int64)] = -float("inf")
+    values, items = torch.topk(scores, min(k, num_items), dim=1)
+    values, items = values.cpu().numpy(), items.cpu().numpy().astype(np.int32)
+    return np.where(np.isneginf(values), -1, items), values
 
 
 @dataclass

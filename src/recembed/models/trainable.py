@@ -17,6 +17,7 @@ from torch import nn
 from ..data.interactions import Interactions
 from ..evaluation.ranking import evaluate
 from ..options import FitOptions
+from ..training.device import to_numpy
 from ..training.trainer import Task, Trainer, TrainResult, seed_everything
 from .base import Recommender
 
@@ -101,14 +102,16 @@ class EmbeddingRecommender(TrainableRecommender):
     item_factors_: np.ndarray  # (I, D) float32
 
     def _scorer(self, module: nn.Module):  # noqa: ANN202
-        user_emb, item_emb = (t.detach() for t in module())
+        user_emb, item_emb = (t.detach().float() for t in module())
         item_t = item_emb.T.contiguous()
+        if user_emb.device.type != "cpu":  # scores stay on the device: evaluation ranks them there
+            return lambda users: user_emb[torch.as_tensor(np.asarray(users), device=user_emb.device)] @ item_t
         return lambda users: (user_emb[torch.from_numpy(np.asarray(users))] @ item_t).numpy()
 
     def _export(self, module: nn.Module) -> None:
         user_emb, item_emb = module()
-        self.user_factors_ = user_emb.detach().numpy().astype(np.float32, copy=True)
-        self.item_factors_ = item_emb.detach().numpy().astype(np.float32, copy=True)
+        self.user_factors_ = to_numpy(user_emb).astype(np.float32, copy=True)
+        self.item_factors_ = to_numpy(item_emb).astype(np.float32, copy=True)
 
     def score(self, user_idx: np.ndarray) -> np.ndarray:
         users = self._check_users(user_idx)

@@ -24,6 +24,7 @@ from torch import nn
 
 from ...config import check
 from ...options import FitOptions
+from ...training.device import SymmetricSpMM
 from ...training.tasks import BPRTask, SoftmaxTask
 from ...training.trainer import TrainConfig
 from ...tuning.space import Choice, Float, Int
@@ -89,18 +90,7 @@ def normalized_adjacency(train: sp.csr_matrix) -> sp.csr_matrix:
     return out
 
 
-class _SymmetricSpMM(torch.autograd.Function):
-    """``A @ E`` for a symmetric sparse ``A`` (SciPy CSR: an order of magnitude faster than torch's
-    CPU sparse kernels here); the gradient is ``A^T @ grad = A @ grad``."""
-
-    @staticmethod
-    def forward(ctx, adjacency: sp.csr_matrix, dense: torch.Tensor) -> torch.Tensor:  # noqa: ANN001
-        ctx.adjacency = adjacency
-        return torch.from_numpy(adjacency @ dense.detach().numpy())
-
-    @staticmethod
-    def backward(ctx, grad: torch.Tensor) -> tuple[None, torch.Tensor]:  # noqa: ANN001
-        return None, torch.from_numpy(ctx.adjacency @ grad.contiguous().numpy())
+_SymmetricSpMM = SymmetricSpMM  # the device-aware kernel (training/device.py); the old name kept for callers
 
 
 def propagate(adjacency: sp.csr_matrix, ego: torch.Tensor, num_layers: int) -> torch.Tensor:

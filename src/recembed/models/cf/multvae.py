@@ -38,6 +38,7 @@ from ...config import check
 from ...errors import DataError
 from ...evaluation.ranking import Scorer
 from ...options import FitOptions
+from ...training.device import module_device, to_numpy
 from ...training.losses import multvae_loss
 from ...training.trainer import TrainConfig
 from ...tuning.space import Choice, Float
@@ -220,12 +221,13 @@ def score_rows(module: nn.Module, rows: sp.csr_matrix, batch_size: int = SCORE_B
     """
     rows = sp.csr_matrix(rows, dtype=np.float32)
     out = np.empty(rows.shape, dtype=np.float32)
+    device = module_device(module)
     with torch.no_grad():
         for start in range(0, rows.shape[0], batch_size):
             block = rows[start : start + batch_size]
             sparse_block = use_sparse(block) if sparse is None else sparse
             x = _sparse_rows(block) if sparse_block else torch.from_numpy(block.toarray())
-            out[start : start + block.shape[0]] = module(x)[0].numpy()
+            out[start : start + block.shape[0]] = to_numpy(module(x.to(device))[0])
     return out
 
 

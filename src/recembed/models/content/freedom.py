@@ -48,6 +48,7 @@ from torch import nn
 from ...config import check
 from ...errors import ConfigError
 from ...options import FitOptions
+from ...training.device import sparse_times
 from ...training.losses import bpr_loss
 from ...training.tasks import BPRTask, PairBatch, bpr_on_tables, l2_of_ego
 from ...training.trainer import TrainConfig
@@ -203,11 +204,11 @@ class _SpMM(torch.autograd.Function):
     @staticmethod
     def forward(ctx, adjacency: sp.csr_matrix, adjacency_t: sp.csr_matrix, dense: torch.Tensor) -> torch.Tensor:
         ctx.adjacency_t = adjacency_t
-        return torch.from_numpy(adjacency @ dense.detach().numpy())
+        return sparse_times(adjacency, dense)
 
     @staticmethod
     def backward(ctx, grad: torch.Tensor) -> tuple[None, None, torch.Tensor]:
-        return None, None, torch.from_numpy(ctx.adjacency_t @ grad.contiguous().numpy())
+        return None, None, sparse_times(ctx.adjacency_t, grad.contiguous())
 
 
 class ColdItems:

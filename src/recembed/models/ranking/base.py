@@ -25,6 +25,7 @@ from ...io import atomic_write, read_json, write_json
 from ...options import FitOptions
 from ...ranking.metrics import ctr_metrics
 from ...ranking.schema import OOV, Encoded, Frame, Schema
+from ...training.device import module_device, to_device, to_numpy
 from ...training.trainer import TrainConfig, Trainer, seed_everything
 from ._tables import TableSet, TableSpec, embedding_tables, parse_field_dims
 
@@ -261,11 +262,12 @@ class Ranker:
 
     def _predict(self, module: nn.Module, enc: Encoded) -> np.ndarray:
         out = np.empty(len(enc), dtype=np.float32)
+        device = module_device(module)
         module.eval()
         with torch.no_grad():
             for s in range(0, len(enc), self.config.eval_batch_size):
                 rows = np.arange(s, min(s + self.config.eval_batch_size, len(enc)))
-                out[rows] = torch.sigmoid(module(enc.batch(rows))).numpy()
+                out[rows] = to_numpy(torch.sigmoid(module(to_device(enc.batch(rows), device))))
         return out
 
     def predict(self, frame: Frame | Encoded) -> np.ndarray:

@@ -33,6 +33,7 @@ from ...config import check
 from ...data.interactions import Interactions
 from ...errors import DataError
 from ...options import FitOptions
+from ...training.device import module_device, to_numpy
 from ...training.sequences import NextItemTask, Sequences
 from ...training.trainer import TrainConfig
 from ..trainable import TrainableRecommender
@@ -136,7 +137,8 @@ class SequentialRecommender(TrainableRecommender):
 
     def _score_block(self, module: nn.Module, tokens: np.ndarray) -> np.ndarray:
         """``(n, I)`` scores of every item after each history ``tokens (n, T)`` (no grad, eval mode)."""
-        return module.logits(module.encode(torch.from_numpy(tokens))[:, -1]).numpy()
+        x = torch.from_numpy(tokens).to(module_device(module))
+        return to_numpy(module.logits(module.encode(x)[:, -1]))
 
     def score(self, user_idx: np.ndarray) -> np.ndarray:
         users = self._check_users(user_idx)
