@@ -23,6 +23,10 @@ class FitOptions:
     distributed: bool = False
     """Data-parallel training under ``torchrun`` (``DistributedDataParallel``; gloo on the CPU, NCCL on CUDA):
     each rank trains on its slice of every global batch; rank 0 validates, checkpoints and writes the run."""
+    shard: str | None = None
+    """With ``distributed``: the embedding tables sharded across the ranks with TorchRec (``table`` / ``row``, or
+    ``table:MB`` / ``row:MB`` to cap each rank's table memory in the planner; the optional ``recembed[torchrec]``
+    extra, see :mod:`recembed.scale.sharding`). None: every rank holds every table (plain DDP)."""
     show_progress: bool = True
     """Show progress bars on the terminal."""
     memory_budget_mb: int | None = None

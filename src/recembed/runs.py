@@ -193,6 +193,8 @@ def fit_and_evaluate(
     if options.device != "cpu" or options.precision != "fp32" or options.distributed:
         config["environment"] = {"device": options.device, "precision": options.precision,
                                  "world_size": int(os.environ.get("WORLD_SIZE", "1")) if options.distributed else 1}
+        if options.shard:
+            config["environment"]["shard"] = options.shard
     report = {k: dataset.extras[k] for k in ("duplicates",) if k in dataset.extras}
     return evaluate_run(model, split, dataset_name=dataset.name, titles=dataset.item_titles(), ks=ks,
                         fit_seconds=fit_seconds, out_dir=out_dir, config=config, show_progress=options.show_progress,

@@ -54,7 +54,11 @@ def check_fit(model: str, params: dict[str, Any], split_spec: str | None, checkp
 
 
 def device_options(f):  # noqa: ANN001, ANN201 - a click decorator
-    """``--device``, ``--precision`` and ``--distributed``: where and how a trainable model trains."""
+    """``--device``, ``--precision``, ``--distributed`` and ``--shard``: where and how a trainable model trains."""
+    f = click.option("--shard", default=None, metavar="table|row[:MB]",
+                     help="With --distributed: shard the embedding tables across the ranks with TorchRec "
+                          "(table-wise or row-wise; :MB caps each rank's table memory in the planner). Needs "
+                          "recembed[torchrec] (docs/scale.md).")(f)
     f = click.option("--distributed", is_flag=True,
                      help="Data-parallel training under torchrun (torchrun --nproc_per_node N -m recembed fit ...): "
                           "DistributedDataParallel, gloo on the CPU / NCCL on CUDA; rank 0 writes the run.")(f)
@@ -71,16 +75,25 @@ def is_main_process(distributed: bool) -> bool:
     return not distributed or os.environ.get("RANK", "0") == "0"
 
 
-def check_device_options(device: str, precision: str, distributed: bool) -> dict[str, Any]:
-    """The device exists here (else exit 2 naming ``--device``) and ``--distributed`` runs under torchrun; the
-    FitOptions fields they set."""
+def check_device_options(device: str, precision: str, distributed: bool, shard: str | None = None
+                         ) -> dict[str, Any]:
+    """The device exists here (else exit 2 naming ``--device``), ``--distributed`` runs under torchrun and
+    ``--shard`` is well-formed and used with it; the FitOptions fields they set."""
     import os
 
     if device != "cpu":
         from ..training.device import resolve_device
 
         resolve_device(device)
+    if shard is not None:
+        from ..scale.spec import parse_shard  # no torch / torchrec import
+
+        parse_shard(shard)
+        if not distributed:
+            raise click.UsageError("--shard: shards the tables across torchrun ranks; add --distributed and run "
+                                   "under torchrun (torchrun --nproc_per_node N -m recembed fit MODEL ... "
+                                   "--distributed --shard row)")
     if distributed and ("RANK" not in os.environ or "WORLD_SIZE" not in os.environ):
         raise click.UsageError("--distributed: run under torchrun, e.g. torchrun --nproc_per_node 2 -m recembed fit "
                                "MODEL ... --distributed (RANK / WORLD_SIZE are not set)")
-    return {"device": device, "precision": precision, "distributed": distributed}
+    return {"device": device, "precision": precision, "distributed": distributed, "shard": shard}

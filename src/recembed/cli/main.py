@@ -29,6 +29,7 @@ from .data_opts import attach_content, cold_users_option, load_data, own_data_op
 from .data_opts import text_encoder as _text_encoder
 from .rank_cmds import register as _register_rank
 from .run_cmds import register as _register_runs
+from .scale_cmds import register as _register_scale
 from .semantic_cmds import register as _register_semantic
 from .serve_cmds import register as _register_serve
 from .task_cmds import register as _register_tasks
@@ -112,6 +113,10 @@ def datasets(data_root: str | None) -> None:
 @click.option("--field-kinds", default=None, metavar="COLUMN=KIND,...",
               help="CTR rankers on an impression file (a 0/1 label column, --columns label=NAME): force a column's "
                    "field kind (categorical, tags, numeric, vector) over the inferred one (docs/ctr_data.md).")
+@click.option("--stream", is_flag=True,
+              help="Out of core (bpr): --data is a Parquet dataset (a file or a folder of files) read in batches: "
+                   "vocabularies, split (written under RUN_DIR/split/), training and evaluation streamed "
+                   "(docs/scale.md).")
 @device_options
 def fit(model: str, data: str, data_root: str | None, items_path: str | None, users_path: str | None,
         columns: str | None, duplicates: str | None, split_spec: str | None, sets: tuple[str, ...], out_dir: str,
@@ -119,14 +124,25 @@ def fit(model: str, data: str, data_root: str | None, items_path: str | None, us
         resume: bool, monitor_test: bool, feature_specs: tuple[str, ...], text_columns: str, encoder: str,
         cache_dir: str | None, cold_users: str, negatives: int | None,
         negative_sampling: str | None, retriever_dir: str | None, candidates: int | None,
-        retriever_folds: int | None, field_kinds: str | None, device: str, precision: str,
-        distributed: bool) -> None:
+        retriever_folds: int | None, field_kinds: str | None, stream: bool, device: str, precision: str,
+        distributed: bool, shard: str | None) -> None:
     """Fit MODEL, evaluate on validation and test, write RUN_DIR/metrics.json."""
     from ..data.splits import make_split
     from ..models.registry import is_ranker
     from ..options import FitOptions
 
-    env = check_device_options(device, precision, distributed)  # before the data: fail fast
+    env = check_device_options(device, precision, distributed, shard)  # before the data: fail fast
+    if stream:
+        if shard is not None:
+            raise click.UsageError("--shard: not with --stream (the streamed MF has its own sparse tables)")
+        from .scale_cmds import fit_stream
+
+        return fit_stream(model, data, sets, out_dir, seed=seed, ks=ks, no_progress=no_progress, threads=threads,
+                          columns=columns, split_spec=split_spec, env=env)
+    if shard is not None:
+        from ..scale.spec import check_shardable
+
+        check_shardable(model)
     if is_ranker(model):  # the ranking stage: CTR datasets, AUC / logloss / GAUC
         from .rank_cmds import fit_ranker
 
@@ -295,13 +311,16 @@ _register_semantic(cli)
 _register_tune(cli)
 _register_compact(cli)
 _register_tasks(cli)
+_register_scale(cli)
 
 
 def main() -> None:
     try:
         cli(standalone_mode=True)
     except RecembedError as exc:
-        console.print(f"[bold red]error:[/] {exc}")
+        from rich.markup import escape  # a message may name e.g. recembed[torchrec]: text, not markup
+
+        console.print(f"[bold red]error:[/] {escape(str(exc))}")
         sys.exit(2)
     except (FileNotFoundError, PermissionError, IsADirectoryError, NotADirectoryError, FileExistsError) as exc:
         # a path given on the command line that cannot be read or written (e.g. --json in a folder that is not there)

@@ -4,8 +4,9 @@
                     [--dim 16]
     recembed index build RUN_DIR|BUNDLE --kind hnsw [--k 10] [--queries 1000] [--param m=32 ...] [--save]
     recembed serve RUN_DIR|BUNDLE [--host 127.0.0.1] [--port 8000] [--index KIND] [--workers 1]
-                   [--require-signature] [--candidates N]
+                   [--require-signature] [--candidates N] [--store milvus:PATH.db|milvus:URI] [--max-added-items N]
     recembed export RUN_DIR|BUNDLE --k 100 --out recs.parquet [--batch-size 1024]
+    recembed export RUN_DIR|BUNDLE --to milvus:PATH.db|milvus:URI
 
 A RUN_DIR given where a bundle is expected is bundled into a temporary directory first (removed on exit).
 ``bundle``, ``index build`` and ``export`` show a progress bar (:mod:`recembed.progress`) on a terminal when they
@@ -195,7 +196,7 @@ def index_build(path: str, kind: str, params: tuple[str, ...], k: int, queries: 
               help="Index for recommendations (default: the bundle's stored index, else exact).")
 @click.option("--param", "params", multiple=True, metavar="KEY=INT", help="Parameters of an index built at start-up.")
 @click.option("--workers", default=1, show_default=True, type=int,
-              help="Worker processes (each loads the bundle; adding items needs 1).")
+              help="Worker processes (each loads the bundle; adding items needs 1, or a shared --store).")
 @click.option("--threads", default=1, show_default=True, type=int, help="FAISS / BLAS threads per worker.")
 @click.option("--max-body-bytes", default=1 << 20, show_default=True, type=int, help="Larger bodies get 413.")
 @click.option("--api-key-env", default="RECEMBED_API_KEY", show_default=True,
@@ -208,9 +209,19 @@ def index_build(path: str, kind: str, params: tuple[str, ...], k: int, queries: 
 @click.option("--candidates", type=click.IntRange(1, MAX_CANDIDATES), default=None,
               help="Bundles with a ranker: items the retriever proposes per request when the request does not say "
                    "(default: the bundle's setting).")
+@click.option("--store", "store", default=None, metavar="milvus:PATH.db|milvus:URI",
+              help="Keep the item index and the added items in Milvus: a milvus-lite data directory (PATH ending "
+                   "in .db, embedded) or a Milvus server URI. Added items then survive restarts and are shared by "
+                   "the workers. Needs the store extra.")
+@click.option("--store-search", type=click.Choice(["store", "local"]), default="store", show_default=True,
+              help="With --store: run searches in Milvus (store), or in each worker's in-process index (local: "
+                   "FAISS speed; the store keeps the added items, each worker refreshes them every second).")
+@click.option("--max-added-items", type=click.IntRange(min=1), default=10_000, show_default=True,
+              help="Most items POST /v1/items may add (409 beyond).")
 def serve(path: str, host: str, port: int, index_kind: str | None, params: tuple[str, ...], workers: int,
           threads: int, max_body_bytes: int, api_key_env: str, data_root: str | None, log_level: str,
-          require_signature: bool, candidates: int | None) -> None:
+          require_signature: bool, candidates: int | None, store: str | None, store_search: str,
+          max_added_items: int) -> None:
     """Serve recommendations over HTTP from a bundle (or a RUN_DIR, bundled to a temporary directory first).
 
     The bundle is verified (format version, checksums; the signature when the bundle is signed and
@@ -218,6 +229,12 @@ def serve(path: str, host: str, port: int, index_kind: str | None, params: tuple
     or with --require-signature an edited or unsigned one, stops here with exit code 2."""
     from ..serve.bundle import is_bundle, verify_bundle
 
+    if store is not None:
+        from ..serve.store import parse_store
+
+        parse_store(store)  # a malformed --store stops here, before any bundling
+    elif store_search != "store":
+        raise click.UsageError("--store-search: only with --store")
     if workers < 1 or threads < 1:
         raise click.BadParameter("must be >= 1", param_hint="--workers / --threads")
     if require_signature and not is_bundle(path):
@@ -235,6 +252,9 @@ def serve(path: str, host: str, port: int, index_kind: str | None, params: tuple
             import uvicorn  # noqa: F401 - only: is the serve extra installed?
         except ImportError:
             raise click.ClickException("serving needs the serve extra: pip install 'recembed[serve]'") from None
+        store_uri = _open_store(store, bundle_dir, manifest) if store is not None else ""
+        pointer = Path(tmp) / "current-bundle"
+        pointer.write_text(str(bundle_dir), encoding="utf-8")
         os.environ.update({
             "RECEMBED_SERVE_BUNDLE": str(bundle_dir), "RECEMBED_SERVE_INDEX": index_kind or "",
             "RECEMBED_SERVE_INDEX_PARAMS": json.dumps(_parse_params(params, "--param")),
@@ -242,6 +262,9 @@ def serve(path: str, host: str, port: int, index_kind: str | None, params: tuple
             "RECEMBED_SERVE_MAX_BODY": str(max_body_bytes), "RECEMBED_SERVE_API_KEY_ENV": api_key_env,
             "RECEMBED_SERVE_REQUIRE_SIGNATURE": "1" if require_signature else "",
             "RECEMBED_SERVE_CANDIDATES": "" if candidates is None else str(candidates),
+            "RECEMBED_SERVE_STORE": store_uri, "RECEMBED_SERVE_MAX_ADDED_ITEMS": str(max_added_items),
+            "RECEMBED_SERVE_STORE_SEARCH": store_search,
+            "RECEMBED_SERVE_BUNDLE_POINTER": str(pointer),
         })
         if not os.environ.get(api_key_env):
             click.echo(f"warning: no API key set ({api_key_env} is empty): POST /v1/items (adding items) is "
@@ -255,10 +278,30 @@ def serve(path: str, host: str, port: int, index_kind: str | None, params: tuple
         run(host, port, workers, log_level=log_level, access_log=False)  # workers: one SO_REUSEPORT socket each
 
 
+def _open_store(store: str, bundle_dir: Path, manifest: dict[str, Any]) -> str:
+    """Open ``--store`` in this process (milvus-lite: its gRPC server lives here, the workers connect to it) and
+    bulk-load the bundle's items once, before any worker starts; returns the URI the workers use."""
+    from ..errors import ConfigError
+    from ..serve.store import open_store, preload
+
+    if manifest["serving"]["kind"] != "embedding":
+        raise ConfigError(f"--store: {manifest['model']['name']} is served by its own scoring (no item vectors "
+                          "to store); a store needs an embedding bundle")
+    uri = open_store(store)
+    stats = preload(uri, bundle_dir)
+    how = "reused" if stats["reused"] else f"loaded {stats['loaded']} items in {stats['seconds']:.1f}s"
+    _console().print(f"store {store}: collection {stats['collection']} ({how})")
+    return uri
+
+
 @click.command()
 @click.argument("path", type=click.Path(exists=True, file_okay=False))
 @k_option(default=100, help="Items per user.")
-@click.option("--out", "out_file", required=True, type=click.Path(dir_okay=False), help="Parquet file to write.")
+@click.option("--out", "out_file", default=None, type=click.Path(dir_okay=False),
+              help="Parquet file of every user's top-K to write.")
+@click.option("--to", "to_store", default=None, metavar="milvus:PATH.db|milvus:URI",
+              help="Bulk-load the bundle's item embeddings (ids, titles) into this Milvus store: the collection "
+                   "`serve --store` then reuses.")
 @click.option("--batch-size", type=POSITIVE_INT, default=1024, show_default=True,
               help="Users scored at once (bounds memory).")
 @click.option("--index", "index_kind", type=click.Choice(INDEX_KINDS), default="exact", show_default=True,
@@ -266,16 +309,31 @@ def serve(path: str, host: str, port: int, index_kind: str | None, params: tuple
 @click.option("--include-seen", is_flag=True, help="Keep the users' known items.")
 @click.option("--data-root", type=click.Path(), default=None, help="Datasets folder (bundling a RUN_DIR).")
 @click.option("--no-progress", is_flag=True, help="Hide the progress bar.")
-def export(path: str, k: int, out_file: str, batch_size: int, index_kind: str, include_seen: bool,
-           data_root: str | None, no_progress: bool) -> None:
-    """Write the top-K recommendations of every user to a Parquet file (user_id, item_ids, scores)."""
+def export(path: str, k: int, out_file: str | None, to_store: str | None, batch_size: int, index_kind: str,
+           include_seen: bool, data_root: str | None, no_progress: bool) -> None:
+    """Write the top-K recommendations of every user to a Parquet file (user_id, item_ids, scores) with --out;
+    bulk-load the item embeddings into Milvus with --to."""
     from ..progress import ProgressBar
     from ..serve.bundle import load_bundle
     from ..serve.export import export_recommendations
     from ..serve.service import RecService, ServiceOptions
 
+    if out_file is None and to_store is None:
+        raise click.UsageError("give --out FILE.parquet (every user's top-K) and/or --to milvus:PATH.db|milvus:URI "
+                               "(bulk-load the item embeddings)")
+    if to_store is not None:
+        from ..serve.store import parse_store
+
+        parse_store(to_store)
     with tempfile.TemporaryDirectory(prefix="recembed-export-") as tmp:
-        b = load_bundle(_bundle_path(path, tmp, data_root))
+        bundle_dir = _bundle_path(path, tmp, data_root)
+        if to_store is not None:
+            from ..serve.bundle import verify_bundle
+
+            _open_store(to_store, bundle_dir, verify_bundle(bundle_dir))
+            if out_file is None:
+                return
+        b = load_bundle(bundle_dir)
         service = RecService(b, ServiceOptions(index=index_kind if b.kind == "embedding" else None,
                                                threads=os.cpu_count() or 1))
         with ProgressBar("export (users)", total=len(service.user_ids), enabled=not no_progress,

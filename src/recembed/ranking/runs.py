@@ -9,6 +9,7 @@ so its presence marks a complete run.
 
 from __future__ import annotations
 
+import os
 import platform
 import time
 from dataclasses import dataclass
@@ -79,7 +80,9 @@ def fit_and_evaluate_ranker(model_name: str, data: CTRData, *, params: dict[str,
     if directory is not None:
         write_ranker_run(directory, model, data, metrics, {
             "model": model_name, "kind": "ranker", "params": config_to_dict(model.config), "seed": options.seed,
-            "data": data_spec or {"name": data.name}, "auto_resolved": getattr(model, "auto_resolved_", {}) or None},
+            "data": data_spec or {"name": data.name}, "auto_resolved": getattr(model, "auto_resolved_", {}) or None,
+            **({"environment": {"world_size": int(os.environ.get("WORLD_SIZE", "1")), "shard": options.shard}}
+               if options.shard else {})},
             test_scores=scored["test"][:2] if scored else None)
     return RankerRun(model, metrics, directory, None)
 

@@ -13,6 +13,8 @@ CDN, they work offline)::
     GET  /v1/items?q=&limit=                       items whose id or title contains q
     GET  /v1/items/{item_id}/similar?k=
     POST /v1/items  {"item_id", "title", "fields", "vectors"}  add an item from its content (API key)
+    DELETE /v1/items/{item_id}                     delete an added item (API key; bundle items: 409)
+    POST /admin/reload  {"bundle": DIR}            swap in a new verified bundle, no failed requests (API key)
     GET  /metrics                                  Prometheus text format
 
 Ids in paths may contain ``/`` (``/v1/items/a/b/similar`` is item ``a/b``; ``%2F`` works too). Answers with
@@ -24,7 +26,9 @@ JSON -> 415; bodies over ``max_body_bytes`` -> 413; a mutating call without the 
 with the environment variable ``api_key_env``, default ``RECEMBED_API_KEY``) -> 401, with a wrong key -> 403
 (and 403 when the server has no key set: mutations are then off); a model that cannot do something -> 501.
 
-The bundle is loaded (and verified; its signature too with ``require_signature``) in ``lifespan``. Handlers are
+The bundle is loaded (and verified; its signature too with ``require_signature``) in ``lifespan``; a reload
+(``POST /admin/reload`` or ``SIGHUP``, :mod:`.reload`) builds the next service off to the side and swaps it in.
+With a store (``ServiceOptions.store``, :mod:`.store`) the item index and the added items live in Milvus. Handlers are
 ``async`` and compute inline: each request is well under a millisecond of NumPy / FAISS, so a worker runs them
 one at a time on its event loop (no thread hand-offs, no locks); parallelism comes from ``--workers``.
 
@@ -52,9 +56,9 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from ..errors import DataError, RecembedError
-from .bundle import load_bundle
 from .middleware import MAX_K, Metrics, ServingMiddleware, dumps, error_response, user_recommendations_body
 from .ranker import MAX_CANDIDATES
+from .reload import Reloader
 from .service import Conflict, NotFound, NotSupported, RecService, ServiceOptions
 
 try:  # Swagger UI and ReDoc from the package's own files (the serve extra), not from a CDN
@@ -115,6 +119,13 @@ class NewItem(BaseModel):
                                             description="Other content modalities by name, as numbers.")
 
 
+class ReloadRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    bundle: str | None = Field(None, min_length=1, max_length=4096,
+                               description="Bundle directory to serve next (default: the current path, re-read).")
+
+
 class UnsupportedMediaType(RecembedError):
     """A body sent with a content type other than JSON (HTTP 415)."""
 
@@ -169,13 +180,15 @@ def create_app(config: AppConfig) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI):  # noqa: ANN202
         # verifies format and checksums (and the signature when required): a bad bundle stops start-up
-        bundle = load_bundle(config.bundle, require_signature=config.require_signature)
-        app.state.service = RecService(bundle, config.options)
-        app.state.service.stage_observer = metrics.observe_stage
+        reloader = Reloader(app, config, metrics.observe_stage)
+        app.state.reloader = reloader
+        app.state.service = reloader.build(reloader.path)
+        reloader.install()  # SIGHUP: reload
         gc.collect()
         gc.freeze()  # the bundle's objects leave the collector's generations: no long full collections later
         yield
         gc.unfreeze()
+        app.state.service.close()
         app.state.service = None
 
     app = _FastAPI(title="recembed recommendation service", version="1", lifespan=lifespan,
@@ -238,7 +251,8 @@ def create_app(config: AppConfig) -> FastAPI:
 
     @app.get("/health")
     async def health(request: Request) -> dict[str, Any]:
-        return {"status": "ok", **service(request).info()}
+        return {"status": "ok", **service(request).info(), "pid": os.getpid(),
+                "reloads": request.app.state.reloader.reloads}
 
     @app.get("/metrics", response_class=Response)
     async def prometheus(request: Request) -> Response:
@@ -290,6 +304,24 @@ def create_app(config: AppConfig) -> FastAPI:
         out = service(request).add_item(body.item_id, title=body.title, fields=body.fields, vectors=body.vectors)
         return _json(out, status=201)
 
+    @app.delete("/v1/items/{item_id:path}")
+    async def delete_item(request: Request, item_id: str, x_api_key: str | None = Header(None)) -> Response:
+        refused = require_key(x_api_key)
+        if refused is not None:
+            return refused
+        return _json(service(request).delete_item(item_id))
+
+    @app.post("/admin/reload", responses=BODY_ERRORS, dependencies=[Depends(json_content_type)])
+    async def reload(request: Request, body: ReloadRequest | None = Body(None),
+                     x_api_key: str | None = Header(None)) -> Response:
+        refused = require_key(x_api_key)
+        if refused is not None:
+            return refused
+        target = body.bundle if body is not None else None
+        if target is not None and not os.path.isdir(target):
+            return error_response(422, f"invalid 'bundle': not a directory: {target}", field="bundle")
+        return _json(await request.app.state.reloader.reload(target, broadcast=True))
+
     return app
 
 
@@ -302,9 +334,17 @@ def app_from_env() -> FastAPI:
     params = json.loads(env.get("RECEMBED_SERVE_INDEX_PARAMS", "{}"))
     workers = int(env.get("RECEMBED_SERVE_WORKERS", "1"))
     candidates = env.get("RECEMBED_SERVE_CANDIDATES")
+    store = env.get("RECEMBED_SERVE_STORE") or None
+    if store and store.startswith("milvus:"):  # a spec, not yet a URI (the app factory used without the CLI)
+        from .store import open_store
+
+        store = open_store(store)
+    max_added = env.get("RECEMBED_SERVE_MAX_ADDED_ITEMS")
     options = ServiceOptions(index=env.get("RECEMBED_SERVE_INDEX") or None, index_params=params,
                              threads=int(env.get("RECEMBED_SERVE_THREADS", "1")), allow_add_items=workers == 1,
-                             candidates=int(candidates) if candidates else None)
+                             candidates=int(candidates) if candidates else None, store=store,
+                             store_search=env.get("RECEMBED_SERVE_STORE_SEARCH") or "store",
+                             max_added_items=int(max_added) if max_added else ServiceOptions.max_added_items)
     return create_app(AppConfig(bundle=bundle, options=options,
                                 api_key_env=env.get("RECEMBED_SERVE_API_KEY_ENV", "RECEMBED_API_KEY"),
                                 max_body_bytes=int(env.get("RECEMBED_SERVE_MAX_BODY", str(1 << 20))),

@@ -9,6 +9,7 @@ bundle is written without a content encoder and ``POST /v1/items`` answers 501.
 * :class:`ContentEncoder` -- the layout of the model's content vector (its modalities, in order: a text
   modality from the text encoder, other vector modalities given as numbers), the text encoder's state
   (TF-IDF vocabulary / idf / projection; MiniLM needs none), and the per-modality normalisation.
+* :class:`VBPRItemHead` -- VBPR's cold-item rule: ``[0, E f, <beta', f>]``.
 * :class:`AlphaRecItemHead` -- AlphaRec's rule for an item unseen in training: its MLP output plus the
   propagated graph layers of its ``cold_neighbours`` most similar warm items by content cosine
   (``cold_items="neighbours"``; ``"layer0"``: the MLP output only), L2-normalised. The graph part of every
@@ -174,6 +175,10 @@ class AlphaRecItemHead:
     def state(model: Any) -> dict[str, np.ndarray]:
         return {"graph_part": alpharec_graph_part(model)}
 
+    @classmethod
+    def from_state(cls, model: Any, state: Mapping[str, np.ndarray]) -> AlphaRecItemHead:
+        return cls(model, state["graph_part"])
+
     def embed(self, content: np.ndarray) -> np.ndarray:
         """``(n, F)`` content rows -> ``(n, D)`` L2-normalised item vectors."""
         content = np.atleast_2d(np.asarray(content, dtype=np.float32))
@@ -190,8 +195,33 @@ class AlphaRecItemHead:
         return (e / np.maximum(np.linalg.norm(e, axis=1, keepdims=True), 1e-12)).astype(np.float32)
 
 
-#: model name -> head class: the models whose new items the service can embed from content
-CONTENT_HEADS: dict[str, type] = {"alpharec": AlphaRecItemHead}
+class VBPRItemHead:
+    """VBPR's embedding of an item unseen in training: ``[0, E f, <beta', f>]`` (no ID factors and no ID bias,
+    as the model ranks its own cold items), so its score is ``<theta_u, E f> + <beta', f>``."""
+
+    def __init__(self, proj: np.ndarray, content_bias: np.ndarray, id_dim: int) -> None:
+        self.proj, self.bias, self.id_dim = np.asarray(proj, np.float32), np.asarray(content_bias, np.float32), id_dim
+
+    @staticmethod
+    def state(model: Any) -> dict[str, np.ndarray]:
+        return {"content_proj": model.content_proj_, "content_bias": model.content_bias_,
+                "id_dim": np.array([model.config.embedding_dim], dtype=np.int64)}
+
+    @classmethod
+    def from_state(cls, model: Any, state: Mapping[str, np.ndarray]) -> VBPRItemHead:
+        return cls(state["content_proj"], state["content_bias"], int(state["id_dim"][0]))
+
+    def embed(self, content: np.ndarray) -> np.ndarray:
+        """``(n, F)`` content rows -> ``(n, D + C + 1)`` item vectors (the layout of the bundle's)."""
+        content = np.atleast_2d(np.asarray(content, dtype=np.float32))
+        ids = np.zeros((len(content), self.id_dim), dtype=np.float32)
+        return np.concatenate([ids, content @ self.proj.T, content @ self.bias.T], axis=1).astype(np.float32)
+
+
+#: model name -> head class: the models whose new items the service can embed from content. The others cannot:
+#: BM3, FREEDOM and MGCN embed an item through graphs over all items (a new item would change its neighbours'
+#: embeddings too), CEASE and MMultVAE are served by their own scoring (no item vectors to index).
+CONTENT_HEADS: dict[str, type] = {"alpharec": AlphaRecItemHead, "vbpr": VBPRItemHead}
 
 
 # --------------------------------------------------------------------------------------------
@@ -206,6 +236,8 @@ def encoder_for_run(run: Any, data_root: str | Path | None = None) -> tuple[Cont
     model = run.model
     if model.name not in CONTENT_HEADS:
         return None, f"{model.name} has no rule for embedding new items from content"
+    if getattr(model, "content_", None) is None or (model.name == "vbpr" and model.content_proj_ is None):
+        return None, f"the {model.name} run was saved without its content weights (refit it with this recembed)"
     spec = run.config.get("data") or {}
     columns = [c for c in (spec.get("text_columns") or "").split(",") if c]
     if not columns:

@@ -122,7 +122,7 @@ class Metrics:
             info = service.info()
             lines += ["# HELP recembed_items Items the service can recommend (added ones included).",
                       "# TYPE recembed_items gauge", f"recembed_items {info['items']}",
-                      "# HELP recembed_added_items Items added from content since start-up.",
+                      "# HELP recembed_added_items Items added from content (with a store: all it holds).",
                       "# TYPE recembed_added_items gauge", f"recembed_added_items {info['added_items']}",
                       "# HELP recembed_users Known users.", "# TYPE recembed_users gauge",
                       f"recembed_users {info['users']}",

@@ -8,6 +8,9 @@ port. A worker listens only once its bundle is loaded (uvicorn calls ``listen`` 
 connection waits on a worker that is still loading. Linux, BSD and macOS have ``SO_REUSEPORT``; elsewhere this
 falls back to uvicorn's workers. Sockets in one reuse-port group must belong to the same user.
 
+``SIGHUP`` to the main process is forwarded to every worker, which reloads its bundle (:mod:`.reload`); workers
+die with the main process (Linux).
+
 The app comes from :func:`recembed.serve.app.app_from_env` (configuration in ``RECEMBED_SERVE_*``, inherited by
 the workers).
 """
@@ -15,6 +18,7 @@ the workers).
 from __future__ import annotations
 
 import multiprocessing
+import os
 import signal
 import socket
 import sys
@@ -34,9 +38,22 @@ def _bound_socket(host: str, port: int) -> socket.socket:
     return sock
 
 
+def _die_with_parent() -> None:
+    """Linux: this worker gets SIGTERM when the main process dies (a ``kill -9`` of ``recembed serve`` must not
+    leave workers holding the port, nor talking to a store the main process held)."""
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):  # pragma: no cover - not Linux
+        pass
+
+
 def _worker(host: str, port: int, options: dict[str, Any]) -> None:
     import uvicorn
 
+    _die_with_parent()
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)  # until the app's start-up installs its reload handler
     sock = _bound_socket(host, port)  # not listening yet: asyncio's create_server listens after start-up
     uvicorn.Server(uvicorn.Config(APP, factory=True, host=host, port=port, **options)).run(sockets=[sock])
 
@@ -59,7 +76,13 @@ def run(host: str, port: int, workers: int = 1, **options: Any) -> None:
         nonlocal stopping
         stopping = True
 
+    def forward(signum: int, frame: Any) -> None:  # noqa: ARG001 - SIGHUP: every worker reloads its bundle
+        for p in procs:
+            if p.is_alive() and p.pid is not None:
+                os.kill(p.pid, signal.SIGHUP)
+
     previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGINT, signal.SIGTERM)}
+    previous[signal.SIGHUP] = signal.signal(signal.SIGHUP, forward)
     try:
         for p in procs:
             p.start()

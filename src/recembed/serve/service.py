@@ -30,6 +30,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import DataError, RecembedError
+from . import added as _added
 from .bundle import Bundle, seen_matrix
 from .content import CONTENT_HEADS
 from .index import ExactIndex, ItemIndex, build_index, load_index, set_index_threads, topk_rows
@@ -64,8 +65,18 @@ class ServiceOptions:
     threads: int = 1
     """FAISS / BLAS threads per worker (one query per request: 1 avoids thread hand-off costs)."""
     allow_add_items: bool = True
-    """Whether :meth:`RecService.add_item` may change the indexes (off with several workers: each worker has
-    its own copy, so an added item would exist in one of them only)."""
+    """Whether :meth:`RecService.add_item` may change the indexes without a store (off with several workers:
+    each worker has its own copy, so an added item would exist in one of them only). A store lifts it."""
+    store: str | None = None
+    """URI of a Milvus store (``--store``; :func:`.store.open_store` gives it): the item index and the added
+    items live there (see :mod:`.store`, :mod:`.added`)."""
+    max_added_items: int = _added.DEFAULT_MAX_ADDED
+    """Most items ``POST /v1/items`` may add (409 beyond; ``--max-added-items``)."""
+    sync_interval: float = 1.0
+    """With a store: seconds between refreshes of the added items on the listing endpoints."""
+    store_search: str = "store"
+    """With a store: ``"store"``, searches run in Milvus; ``"local"``, in the in-process index (FAISS), the store
+    holding the added items (durable, shared; each worker refreshes them every ``sync_interval``)."""
     candidates: int | None = None
     """Bundles with a ranker: items the retriever proposes per request when the request does not say (None: the
     bundle's setting, ``recembed bundle --candidates``, default 200); at most :data:`~.ranker.MAX_CANDIDATES`."""
@@ -103,13 +114,18 @@ class RecService:
         seen = seen_matrix(bundle.history_indptr, bundle.history_items, len(self.item_ids))  # canonical: sorted
         self._seen_indptr = seen.indptr.astype(np.int64)
         self._seen_items = seen.indices.astype(np.int64)
-        self.added: list[str] = []
+        self.added: dict[str, int] = {}  # added item id -> position
+        self.deleted = np.zeros(0, dtype=np.int64)  # positions of deleted added items (sorted)
+        self.store: Any = None
+        self.store_info: dict[str, Any] | None = None
+        self.synced_at = 0.0
+        self.poller: Any = None
         self.rec_index: ItemIndex | None = None
         self.sim_index: ItemIndex | None = None
         self.head = None
         self._build_indexes()
         if bundle.content is not None and bundle.head_state is not None:
-            self.head = CONTENT_HEADS[bundle.manifest["content"]["head"]](self.model, bundle.head_state["graph_part"])
+            self.head = CONTENT_HEADS[bundle.manifest["content"]["head"]].from_state(self.model, bundle.head_state)
         self.rank: RankStage | None = None
         if bundle.ranker is not None:
             _limit_torch_threads(self.options.threads)
@@ -122,6 +138,8 @@ class RecService:
                             field="candidates")
         self.stage_observer: Callable[[str, float], None] | None = None
         """Called with ``(stage, seconds)`` for each stage of a user's recommendations (the app's metrics)."""
+        if self.options.store is not None:
+            self._open_store()  # last: the added items it reads back go to every stage (the ranker's too)
 
     # -- set-up -----------------------------------------------------------------------------------
     def _build_indexes(self) -> None:
@@ -145,6 +163,25 @@ class RecService:
             unit = item_vectors / np.where(norms > 0, norms, 1.0)[:, None]
             self.sim_index = ExactIndex(unit)
 
+    def _open_store(self) -> None:
+        _added.open_store(self)
+
+    def close(self) -> None:
+        """Flush the store's writes (at shutdown)."""
+        if self.poller is not None:
+            self.poller.close()
+        if self.store is not None:
+            self.store.flush()
+
+    def _fresh(self) -> None:
+        """Local search over a store: pick up other workers' added / deleted items (every sync_interval)."""
+        if self.poller is not None:
+            self.poller.apply()
+
+    def _excl(self, e: np.ndarray) -> np.ndarray:
+        """Exclusions plus the deleted items' tombstones."""
+        return e if not len(self.deleted) else np.concatenate([e, self.deleted])
+
     @property
     def index_kind(self) -> str:
         return self.rec_index.kind if self.rec_index is not None else "model"
@@ -152,7 +189,10 @@ class RecService:
     def info(self) -> dict[str, Any]:
         m = self.bundle.manifest
         return {"model": m["model"]["name"], "serving": m["serving"]["kind"], "index": self.index_kind,
-                "users": len(self.user_ids), "items": len(self.item_ids), "added_items": len(self.added),
+                "users": len(self.user_ids), "items": len(self.item_pos), "added_items": len(self.added),
+                "store": None if self.store is None else {"collection": self.store.name,
+                                                          "search": self.options.store_search,
+                                                          "max_added_items": self.options.max_added_items},
                 "content": bool(self.head), "bundle_created": m.get("created"),
                 "ranker": None if self.rank is None else self.rank.name,
                 "candidates": None if self.rank is None else self.rank.candidates,
@@ -167,7 +207,11 @@ class RecService:
 
     def item_indices(self, item_ids: Sequence[Any]) -> np.ndarray:
         ids = [str(i) for i in item_ids]
+        if self.added and self.store is not None and any(i in self.added for i in ids):
+            _added.sync(self, force=False)  # deleted by another worker? (at most every sync_interval)
         missing = [i for i in ids if i not in self.item_pos]
+        if missing and _added.lookup_miss(self):  # added by another worker meanwhile?
+            missing = [i for i in ids if i not in self.item_pos]
         if missing:
             raise NotFound("item", missing)
         return np.fromiter((self.item_pos[i] for i in ids), dtype=np.int64, count=len(ids))
@@ -201,7 +245,10 @@ class RecService:
         """``(B, k)`` items and scores for user indices (the batch path of export and of one request)."""
         users = np.asarray(users, dtype=np.int64)
         b = self.bundle
-        excl = [self._seen(int(u)) for u in users] if exclude_seen else None
+        if exclude_seen:
+            excl = [self._excl(self._seen(int(u))) for u in users]
+        else:
+            excl = [self.deleted] * len(users) if len(self.deleted) else None
         if self.rec_index is not None:
             return self.rec_index.search(b.user_vectors[users], k, exclude=excl)
         if b.manifest["serving"]["sequential"]:
@@ -245,9 +292,10 @@ class RecService:
         "seconds": {stage: s}}``."""
         u = self.user_index(user_id)
         c = self._candidates(k, candidates)
+        self._fresh()
         t0 = time.perf_counter()
         if self.rec_index is not None:  # the request path: one query, no batch bookkeeping
-            exclude = [self._seen(u)] if exclude_seen else None
+            exclude = [self._excl(self._seen(u))] if exclude_seen else [self.deleted]
             items, scores = self.rec_index.search(self.bundle.user_vectors[u: u + 1], c, exclude=exclude)
         else:
             items, scores = self.recommend_user_idx(np.array([u]), c, exclude_seen)
@@ -273,23 +321,26 @@ class RecService:
 
     def recommend_history(self, history: Sequence[Any], k: int = 10) -> list[dict[str, Any]]:
         """Top-``k`` after an anonymous history (item ids, oldest first), without its items."""
+        self._fresh()
         h = self.item_indices(history)
         known = h[h < self.num_model_items]  # items added at serve time are not in the model's own tables
         if self.rec_index is not None and hasattr(self.model, "embed_history"):
             q = self.model.embed_history([known.tolist()])
-            items, scores = self.rec_index.search(q, k, exclude=[h])
+            items, scores = self.rec_index.search(q, k, exclude=[self._excl(h)])
             return self._items(items[0], scores[0])
         if not self.bundle.manifest["serving"]["history_scoring"]:
             raise NotSupported(f"{self.model.name} cannot score an arbitrary history (it represents users by "
                                "learned per-user parameters); recommend for a known user instead")
         scores = self.model.score_histories([known.tolist()])[0]
-        items, top = self._topk_scores(scores, k, np.unique(h))
+        items, top = self._topk_scores(scores, k, np.unique(self._excl(h)))
         return self._items(items, top)
 
     def similar(self, item_id: str, k: int = 10) -> list[dict[str, Any]]:
+        self._fresh()
         i = int(self.item_indices([item_id])[0])
         if self.sim_index is not None:
-            items, scores = self.sim_index.search(self.sim_index.vectors[i][None], k, exclude=[np.array([i])])
+            items, scores = self.sim_index.search(self.sim_index.vectors[i][None], k,
+                                                  exclude=[self._excl(np.array([i]))])
             return self._items(items[0], scores[0])
         try:
             items, scores = self.model.similar_items(i, k=k)
@@ -315,9 +366,13 @@ class RecService:
 
     def find_items(self, query: str = "", limit: int = 20) -> list[dict[str, Any]]:
         """Items whose id or title contains ``query`` (case-insensitive)."""
+        _added.sync(self, force=False)
         q = query.strip().lower()
         hits = []
+        dead = set(self.deleted.tolist())
         for i, (item_id, title) in enumerate(zip(self.item_ids, self.titles)):
+            if i in dead:
+                continue
             if not q or q in item_id.lower() or (title is not None and q in title.lower()):
                 hits.append(i)
                 if len(hits) >= limit:
@@ -327,32 +382,10 @@ class RecService:
     # -- new items ----------------------------------------------------------------------------------
     def add_item(self, item_id: str, *, title: str | None = None, fields: Mapping[str, Any] | None = None,
                  vectors: Mapping[str, Sequence[float]] | None = None) -> dict[str, Any]:
-        """Embed a new item from its content and add it to the indexes (no retraining)."""
-        if self.head is None or self.bundle.content is None:
-            raise NotSupported(f"this bundle ({self.model.name}) has no content encoder: adding items needs a "
-                               "content model bundled with its text encoder (e.g. AlphaRec fitted with "
-                               "--text-columns)")
-        if not self.options.allow_add_items:
-            raise Conflict("adding items is off: with several workers each holds its own index (serve with "
-                           "--workers 1)")
-        item_id = str(item_id)
-        if not item_id.strip():
-            raise DataError("must not be empty", field="item_id")
-        if item_id in self.item_pos:
-            raise Conflict(f"item id {item_id!r} exists already")
-        fields = dict(fields or {})
-        if title is not None and "title" in self.bundle.content.text_columns:
-            fields.setdefault("title", title)
-        row = self.bundle.content.encode(fields, vectors)
-        vec = self.head.embed(row[None])  # (1, D)
-        assert self.rec_index is not None
-        new = int(self.rec_index.add(vec)[0])
-        if self.sim_index is not None and self.sim_index is not self.rec_index:
-            self.sim_index.add(vec / max(float(np.linalg.norm(vec)), 1e-12))
-        if self.rank is not None:
-            self.rank.add_item(item_id)  # no attributes: OOV / zero features (see EncodedPairs.append_items)
-        self.item_ids.append(item_id)
-        self.item_pos[item_id] = new
-        self.titles.append(title)
-        self.added.append(item_id)
-        return {"item_id": item_id, "title": title, "item_index": new, "items": len(self.item_ids)}
+        """Embed a new item from its content and add it to the indexes (no retraining); with a store it is
+        written there first (see :mod:`.added`)."""
+        return _added.add_item(self, item_id, title=title, fields=fields, vectors=vectors)
+
+    def delete_item(self, item_id: str) -> dict[str, Any]:
+        """Delete an item added at serve time (see :mod:`.added`)."""
+        return _added.delete_item(self, item_id)

@@ -17,7 +17,7 @@ regulariser per parameter group (one ``reg_weight``).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import scipy.sparse as sp
@@ -105,4 +105,22 @@ class VBPR(EmbeddingRecommender):
                                                       cfg.feature_norm, train.shape[1])
         module = VBPRModule(train.shape[0], content, cfg.embedding_dim, cfg.content_dim)
         module.unseen = torch.from_numpy(np.asarray(train.sum(axis=0)).ravel() == 0)
+        self.content_ = content
         return module, VBPRTask(train, self._batch(train.nnz), reg_weight=cfg.reg_weight)
+
+    def _export(self, module: VBPRModule) -> None:
+        super()._export(module)
+        # E and beta': a new item's vector is [0, E f, <beta', f>] (no ID factors, no ID bias), the cold-item
+        # rule above; the serving bundle's content head (recembed.serve.content.VBPRItemHead) applies it
+        self.content_proj_ = module.proj.weight.detach().float().cpu().numpy().copy()  # (C, F)
+        self.content_bias_ = module.content_bias.weight.detach().float().cpu().numpy().copy()  # (1, F)
+
+    def _state(self) -> dict[str, Any]:
+        return {**super()._state(), "content": self.content_, "content_proj": self.content_proj_,
+                "content_bias": self.content_bias_}
+
+    def _set_state(self, state: dict[str, Any]) -> None:
+        super()._set_state(state)  # runs saved before content_proj was kept have no content head
+        self.content_ = state.get("content")
+        self.content_proj_ = state.get("content_proj")
+        self.content_bias_ = state.get("content_bias")

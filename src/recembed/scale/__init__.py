@@ -1,0 +1,1 @@
+"""[Scale] Training past one device: embedding tables sharded across ranks (TorchRec, optional extra)."""
