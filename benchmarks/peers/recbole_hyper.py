@@ -55,6 +55,7 @@ def main() -> None:
     ap.add_argument("--work-dir", type=Path, default=Path("/tmp/recbole-hyper-work"))
     ap.add_argument("--out", type=Path, required=True)
     args = ap.parse_args()
+    args.out = args.out.resolve()  # the search runs in --work-dir (RecBole writes there)
     torch.set_num_threads(1)
     args.work_dir.mkdir(parents=True, exist_ok=True)
     base.write_benchmark_files(args.data_root)
