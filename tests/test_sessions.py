@@ -150,6 +150,17 @@ def test_cli_fits_a_session_model_and_the_run_recommends(tmp_path: Path, capsys:
     assert {"fit_seconds", "eval_seconds", "peak_rss_mb"} <= set(m) and "P@20" in text and "100.00" in text
     code, text = run_main(["recommend", str(run), "--history", "101", "--k", "3"], capsys)  # item id 101 = idx 100
     assert code == 0 and "151" in text, text
+    # the service: POST /v1/recommendations with a session, from the run's bundle
+    from fastapi.testclient import TestClient
+
+    from recembed.serve.app import AppConfig, create_app
+
+    code, text = run_main(["bundle", str(run), "--out", str(tmp_path / "bundle")], capsys)
+    assert code == 0, text
+    with TestClient(create_app(AppConfig(bundle=str(tmp_path / "bundle")))) as client:
+        r = client.post("/v1/recommendations", json={"history": ["3", "101"], "k": 5})
+    assert r.status_code == 200, r.text
+    assert r.json()["items"][0]["item_id"] == "151", r.json()
 
 
 @pytest.mark.parametrize("args, needle", [
