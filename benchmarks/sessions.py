@@ -79,7 +79,7 @@ def tune(data_root: str, models: list[str], n_prefixes: int, seed: int = 0, keys
                 value = score(cls, {**best, key: v}, trials)
                 if value > best_value:
                     best_value, best = value, {**best, key: v}
-        out[name] = {"best": best, "best_p@20+mrr@20": best_value, "trials": trials,
+        out[name if not keys else f"{name} (pass: {','.join(keys)})"] = {"best": best, "best_p@20+mrr@20": best_value, "trials": trials,
                      "valid": {**valid.notes, "prefixes_scored": len(targets), "seed": seed}}
     return out
 

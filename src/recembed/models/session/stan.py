@@ -23,9 +23,9 @@ Deviations / choices:
   ``lambda2 = 0`` switches the recency decay off.
 * A repeated item counts once, at its last click, in both sessions; ``|s|``, ``|n|`` count distinct items.
 * Items no neighbour holds are ranked after the scored ones by popularity.
-* ``idf_weight`` (off by default unless validation chose it): V-SKNN's IDF boost of rare items on top of STAN
-  (the "V-STAN" combination of Ludewig et al., "Empirical analysis of session-based recommendation algorithms",
-  UMUAI 2021, which also carries over V-SKNN's IDF weighting).
+* ``idf_weight`` (default 1.0, chosen on validation; 0 = the paper's STAN): V-SKNN's IDF boost of rare items on
+  top of STAN (as in V-STAN, Ludewig et al., "Empirical analysis of session-based recommendation
+  algorithms", UMUAI 2021, which carries V-SKNN's IDF weighting over to STAN).
 * Vectorised: the neighbour-position decay expands the ``b x k`` selected (prefix, neighbour) pairs into their
   neighbours' items (a few hundred thousand entries per block) and finds ``r`` by a sorted-key lookup, no loop
   over sessions. Defaults chosen on validation (the last 10% of training sessions' prefixes;
@@ -57,8 +57,9 @@ class STANConfig:
     """Recency decay of neighbour sessions, in training sessions (the time proxy; 0: off)."""
     lambda3: float = 4.0
     """Position decay in the neighbour session (clicks from the shared item; 0: off)."""
-    idf_weight: float = 0.0
-    """Item scores times ``1 + idf_weight * idf(item)`` (V-SKNN's IDF boost of rare items; not in STAN; 0: off)."""
+    idf_weight: float = 1.0
+    """Item scores times ``1 + idf_weight * idf(item)`` (V-SKNN's IDF boost of rare items; not in STAN; 0: off,
+    the paper's STAN). 1.0: chosen on validation (P@20 50.38 -> 50.62, MRR@20 17.70 -> 17.82)."""
     block_size: int = 512
     """Prefixes scored at once (memory ~ block_size x num_items floats)."""
 
