@@ -8,21 +8,21 @@ from pathlib import Path
 
 import pytest
 
-from recembed.models.registry import MODELS, RANKERS
+from recembed.models.registry import MODELS, RANKERS, SESSION_MODELS
 
-FAMILIES = {"cf", "content", "sequential", "generative", "ranking"}
+FAMILIES = {"cf", "content", "sequential", "generative", "ranking", "session"}
 TOP_LEVEL = {"ensemble"}  # combines members of any family
 MODELS_DIR = Path(__file__).resolve().parents[1] / "src" / "recembed" / "models"
 
 
-@pytest.mark.parametrize("name", sorted({**MODELS, **RANKERS}))
+@pytest.mark.parametrize("name", sorted({**MODELS, **RANKERS, **SESSION_MODELS}))
 def test_every_model_lives_in_its_family_folder(name: str) -> None:
-    module = {**MODELS, **RANKERS}[name].partition(":")[0].split(".")
+    module = {**MODELS, **RANKERS, **SESSION_MODELS}[name].partition(":")[0].split(".")
     assert module[:2] == ["recembed", "models"]
     if name in TOP_LEVEL:
         assert len(module) == 3
     else:
-        assert len(module) == 4 and module[2] in FAMILIES, MODELS[name]
+        assert len(module) == 4 and module[2] in FAMILIES, name
 
 
 def test_no_flat_model_files_left_and_files_stay_small() -> None:
@@ -33,7 +33,8 @@ def test_no_flat_model_files_left_and_files_stay_small() -> None:
 
 
 @pytest.mark.parametrize("module", ["recembed.cli.serve_cmds", "recembed.cli.semantic_cmds", "recembed.cli.common",
-                                    "recembed.cli.run_cmds", "recembed.cli.checks"])
+                                    "recembed.cli.run_cmds", "recembed.cli.checks",
+                                    "recembed.cli.session_cmds"])
 def test_cli_modules_import_on_their_own(module: str) -> None:
     """Each command module imports first in a fresh interpreter (no main <-> command-module circle)."""
     code = f"import {module}, sys; assert 'recembed.cli.main' not in sys.modules, 'imports main'"

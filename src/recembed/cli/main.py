@@ -128,10 +128,20 @@ def fit(model: str, data: str, data_root: str | None, items_path: str | None, us
         distributed: bool, shard: str | None) -> None:
     """Fit MODEL, evaluate on validation and test, write RUN_DIR/metrics.json."""
     from ..data.splits import make_split
-    from ..models.registry import is_ranker
+    from ..models.registry import is_ranker, is_session_model
     from ..options import FitOptions
 
     env = check_device_options(device, precision, distributed, shard)  # before the data: fail fast
+    from .session_cmds import fit_session, is_session_data, refuse_options
+
+    if is_session_model(model) or (is_session_data(data) and not is_ranker(model)):  # the session task
+        refuse_options(model, {"--split": split_spec, "--stream": stream, "--monitor-test": monitor_test,
+                               "--features": feature_specs, "--text-columns": text_columns, "--items": items_path,
+                               "--users": users_path, "--columns": columns, "--checkpoint-dir": checkpoint_dir,
+                               "--resume": resume, "--negatives": negatives, "--retriever": retriever_dir,
+                               "--distributed": distributed, "--shard": shard})
+        return fit_session(model, data, data_root, _parse_sets(sets), out_dir, seed=seed, ks=ks, threads=threads,
+                           no_progress=no_progress, env=env)
     if stream:
         if shard is not None:
             raise click.UsageError("--shard: not with --stream (the streamed MF has its own sparse tables)")

@@ -32,6 +32,7 @@ class CatalogEntry:
     split: str  # the default split spec
     loader: Callable[[Path, str | None], Dataset]
     needs_root: bool = True
+    task: str = "retrieval"  # "session": anonymous sessions with given test prefixes (recembed.tasks.sessions)
 
 
 def data_root(root: str | Path | None = None) -> Path:
@@ -211,7 +212,7 @@ CATALOG: dict[str, CatalogEntry] = {
                      "given", _scientific),
         CatalogEntry("tiktok-mm", "TikTok micro-video, given split, 128-d image + audio vectors", "given", _tiktok),
         CatalogEntry("diginetica-session", "DIGINETICA sessions (train sessions; test prefixes in extras)",
-                     "given", _diginetica),
+                     "given", _diginetica, task="session"),
         CatalogEntry("amazon-sid", "Amazon Beauty / Instruments sequences with precomputed semantic IDs",
                      "given", _amazon_sid),
     ]

@@ -51,6 +51,13 @@ RANKERS: dict[str, str] = {
     "qin": "recembed.models.ranking.qin:QIN",
 }
 
+#: the session task (anonymous sessions scored from the prefix: ``recembed fit vsknn --data diginetica-session``)
+SESSION_MODELS: dict[str, str] = {
+    "sknn": "recembed.models.session.sknn:SKNN",
+    "vsknn": "recembed.models.session.vsknn:VSKNN",
+    "stan": "recembed.models.session.stan:STAN",
+}
+
 
 #: models made from a fitted run, not fitted from data (loadable, not ``recembed fit``-able)
 DERIVED: dict[str, str] = {
@@ -62,12 +69,16 @@ def is_ranker(name: str) -> bool:
     return name in RANKERS
 
 
+def is_session_model(name: str) -> bool:
+    return name in SESSION_MODELS
+
+
 def model_class(name: str) -> type:
     """The class registered under ``name``."""
     try:
-        path = MODELS.get(name) or DERIVED.get(name) or RANKERS[name]
+        path = MODELS.get(name) or DERIVED.get(name) or SESSION_MODELS.get(name) or RANKERS[name]
     except KeyError:
-        known = {**MODELS, **RANKERS}
+        known = {**MODELS, **RANKERS, **SESSION_MODELS}
         raise ConfigError(f"unknown model {name!r}{did_you_mean(name, known)}; available: {sorted(known)}") from None
     module, _, attr = path.partition(":")
     return getattr(importlib.import_module(module), attr)

@@ -1,0 +1,1 @@
+"""Session-based models: anonymous sessions, scored from the prefix alone (SKNN, V-SKNN, STAN)."""
