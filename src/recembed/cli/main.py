@@ -325,6 +325,31 @@ _register_scale(cli)
 
 
 def main() -> None:
+    code: object = 0
+    try:
+        _main()
+    except SystemExit as exc:
+        code = exc.code
+        raise
+    finally:
+        _close_process_group(clean=code in (0, None))
+
+
+def _close_process_group(clean: bool) -> None:
+    """Under torchrun: wait for every rank (rank 0 evaluates and writes the run while the others are done), then
+    tear the process group down before the interpreter exits (a live gloo group at exit can abort a rank)."""
+    dist = sys.modules.get("torch.distributed")
+    if dist is None or not dist.is_available() or not dist.is_initialized():
+        return
+    try:
+        if clean:
+            dist.barrier()
+        dist.destroy_process_group()
+    except Exception:  # noqa: BLE001 - best effort at exit; the command's own outcome stands
+        pass
+
+
+def _main() -> None:
     try:
         cli(standalone_mode=True)
     except RecembedError as exc:
