@@ -155,10 +155,21 @@ def resolve_ids(svc: RecService, ids: Sequence[str]) -> np.ndarray:
     return np.fromiter((pos.get(i, -1) for i in ids), dtype=np.int64, count=len(ids))
 
 
-def lookup_miss(svc: RecService) -> bool:
-    """An id lookup missed: refresh from the store (at most every :data:`MIN_SYNC_GAP` s); True if it changed."""
-    if svc.store is None or time.monotonic() - svc.synced_at < MIN_SYNC_GAP:
+def lookup_miss(svc: RecService, missing: Sequence[str] = ()) -> bool:
+    """An id lookup missed: first read those ids from the store by primary key (an item another worker added a
+    moment ago is found at once: read-after-write across workers), then, at most every :data:`MIN_SYNC_GAP` s, a
+    full refresh; True if anything changed."""
+    if svc.store is None:
         return False
+    found = False
+    for row in svc.store.fetch([str(i) for i in list(missing)[:64]]):
+        item_id = row["item_id"]
+        if not row.get("added") or item_id in svc.item_pos:
+            continue
+        _append(svc, item_id, row.get("title"), np.asarray(row["vector"], dtype=np.float32)[None])
+        found = True
+    if found or time.monotonic() - svc.synced_at < MIN_SYNC_GAP:
+        return found
     return sync(svc)
 
 

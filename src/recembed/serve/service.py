@@ -210,7 +210,7 @@ class RecService:
         if self.added and self.store is not None and any(i in self.added for i in ids):
             _added.sync(self, force=False)  # deleted by another worker? (at most every sync_interval)
         missing = [i for i in ids if i not in self.item_pos]
-        if missing and _added.lookup_miss(self):  # added by another worker meanwhile?
+        if missing and _added.lookup_miss(self, missing):  # added by another worker meanwhile?
             missing = [i for i in ids if i not in self.item_pos]
         if missing:
             raise NotFound("item", missing)
