@@ -217,6 +217,29 @@ def test_derived_semantic_ids_from_content_carry_the_groups() -> None:
         TIGER(**{**params, "semantic_ids": "content"}).fit(split.train, options=QUIET)
 
 
+def test_cf_plus_tags_codes_carry_the_groups_without_vectors() -> None:
+    """With an item table of attributes but no vectors, ``auto`` takes ``cf+tags``: BPR's item embeddings beside
+    the multi-hot of the tags, so items that share a planted attribute share their first code."""
+    from recembed.data.tables import Table
+
+    ds = planted_sequences()
+    split = ds.given_split
+    groups = ds.extras["item_group"]
+    table = Table(ds.num_items)
+    table.add("brand", np.array([f"b{g}" for g in groups], dtype=object), "categorical")
+    tags = np.empty(len(groups), dtype=object)
+    tags[:] = [(f"a{g}", "common") for g in groups]
+    table.add("attributes", tags, "tags")
+    params = {**TIGER_FAST, "epochs": 1, "num_layers": 1, "decoder_layers": 1, "semantic_ids": "auto"}
+    model = TIGER(**params).fit(split.train, options=QUIET, item_table=table)
+    sid = model.semantic_ids_
+    assert sid.info["derived"]["source"] == "cf+tags" and sid.is_unique()
+    assert sid.info["derived"]["columns"] == ["bpr", "attributes", "brand"]
+    assert _purity(sid.codes, groups) > 0.8, _purity(sid.codes, groups)
+    with pytest.raises(ConfigError, match="'cf\\+tags' needs an item table with tags or categorical"):
+        TIGER(**{**params, "semantic_ids": "cf+tags"}).fit(split.train, options=QUIET)
+
+
 def test_derived_codes_are_kept_beside_the_checkpoints(tmp_path: Path) -> None:
     """A resumed fit reuses the codes the first fit derived (a BPR refit need not give the same ones)."""
     ds = planted_sequences(num_users=120)

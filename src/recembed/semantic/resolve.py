@@ -11,7 +11,7 @@ from ..errors import ConfigError
 from .ids import SemanticIds
 
 #: specs that make codes at fit time from the training data (see :func:`derive_semantic_ids`)
-DERIVED = ("auto", "content", "cf")
+DERIVED = ("auto", "content", "cf", "cf+tags")
 
 
 def resolve_semantic_ids(spec: str, num_items: int, item_ids: np.ndarray | None = None, *, seed: int = 0,
@@ -47,15 +47,26 @@ def derive_semantic_ids(spec: str, train: Any, context: dict[str, Any], *, level
     table's vector columns (each L2-normalised, concatenated: text encoded with ``--text-columns``, image or
     audio features); ``cf`` from the item embeddings of a BPR model fitted first on the same training part
     (default settings, early-stopped on ``context["valid"]`` when there is one), the codes that came within 3%
-    of LETTER's text + CF codes for TIGER on Beauty (benchmarks/RESULTS.md, [Generative]); ``auto``: ``content``
-    when the item table has vector columns, else ``cf``."""
+    of LETTER's text + CF codes for TIGER on Beauty (benchmarks/RESULTS.md, [Generative]); ``cf+tags``: the BPR
+    item embeddings (L2-normalised) beside the multi-hot of the item table's tags / categorical columns
+    (brand, categories: each column L2-normalised per row, so each block weighs alike), the stand-in for
+    TIGER's "title, price, brand, category" text where the data has attributes but no text; ``auto``:
+    ``content`` when the item table has vector columns, else ``cf+tags`` when it has tags / categorical
+    columns, else ``cf``."""
     import dataclasses
 
     from .tokenize import l2_normalize, tokenize
 
     table = context.get("item_table")
     has_content = table is not None and bool(table.names("vector"))
-    source = ("content" if has_content else "cf") if spec == "auto" else spec
+    tag_columns = [] if table is None else [*table.names("tags"), *table.names("categorical")]
+    if spec == "auto":
+        source = "content" if has_content else ("cf+tags" if tag_columns else "cf")
+    else:
+        source = spec
+    if source == "cf+tags" and not tag_columns:
+        raise ConfigError(f"{field}: 'cf+tags' needs an item table with tags or categorical columns (attributes, "
+                          "brand, categories); 'cf' makes codes from the interactions alone")
     if source == "content":
         from ..models.content._content import content_matrix
 
@@ -75,11 +86,30 @@ def derive_semantic_ids(spec: str, train: Any, context: dict[str, Any], *, level
         valid = context.get("valid")
         bpr = BPR().fit(train, options=cf_options, **({"valid": valid} if valid is not None else {}))
         vectors = bpr.item_embeddings()
-        info = {"source": "cf", "model": "bpr", "epochs": len(getattr(bpr, "history_", []) or [])}
+        info = {"source": source, "model": "bpr", "epochs": len(getattr(bpr, "history_", []) or [])}
+        if source == "cf+tags":
+            vectors, info["columns"] = _with_tags(l2_normalize(np.asarray(vectors, np.float32)), table,
+                                                  tag_columns, train.num_items)
     sid = tokenize(l2_normalize(np.asarray(vectors, dtype=np.float32)), "rqvae", levels, codebook,
                    seed=getattr(options, "seed", 0), threads=getattr(options, "threads", None))
     sid.info.update({"derived": info})
     return sid
+
+
+def _with_tags(vectors: np.ndarray, table: Any, columns: list[str], num_items: int) -> tuple[np.ndarray, list[str]]:
+    """``vectors`` beside one multi-hot block per tags / categorical column (tokens on fewer than 2 items
+    dropped: they separate nothing), every block unit-norm per row."""
+    from ..encoders.fields import encode_categorical, encode_tags
+
+    blocks = [vectors]
+    for name in columns:
+        values = table[name][:num_items]
+        if table.kinds[name] == "tags":
+            hot, _, _ = encode_tags(values, min_count=2, name=name)
+        else:
+            hot, _, _ = encode_categorical(values, min_count=2, name=name)
+        blocks.append(hot.astype(np.float32))
+    return np.hstack(blocks), ["bpr", *columns]
 
 
 def semantic_ids_for_fit(config: Any, num_items: int, context: dict[str, Any], seed: int, *, train: Any = None,
