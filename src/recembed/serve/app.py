@@ -67,6 +67,8 @@ except ImportError:  # pragma: no cover - without it /docs needs the network
     _FastAPI = FastAPI
 
 MAX_HISTORY = 1000
+CUTOFF_HELP = ("Bundles with a relevance cut-off (`recembed cutoff RUN`, then bundle): only the items with "
+               "P(relevant) >= this, up to k, so the count varies per user")
 BODY_ERRORS: dict[int | str, dict[str, Any]] = {  # documented in the OpenAPI schema of the routes with a body
     400: {"description": "Malformed JSON: `malformed JSON at line L, column C: ...` (with `line`, `column`)"},
     415: {"description": "A body sent with another content type than application/json"},
@@ -272,9 +274,13 @@ def create_app(config: AppConfig) -> FastAPI:
             request: Request, user_id: str, k: int = Query(10, ge=1, le=MAX_K), exclude_seen: bool = Query(True),
             candidates: int | None = Query(None, ge=1, le=MAX_CANDIDATES,
                                            description="Bundles with a ranker: items the retriever proposes for it "
-                                                       "to re-rank (>= k; default: the bundle's / --candidates)")
+                                                       "to re-rank (>= k; default: the bundle's / --candidates)"),
+            min_probability: float | None = Query(None, ge=0, le=1, description=CUTOFF_HELP),
+            min_results: int | None = Query(None, ge=0, le=MAX_K, description="With min_probability: at least this "
+                                                                               "many items (the most probable)")
     ) -> Response:
-        body, timing = user_recommendations_body(service(request), user_id, k, exclude_seen, candidates)
+        body, timing = user_recommendations_body(service(request), user_id, k, exclude_seen, candidates,
+                                                 min_probability, min_results)
         return Response(body, media_type="application/json", headers={"server-timing": timing.decode()})
 
     @app.post("/v1/recommendations", responses={200: {"model": RecommendationsOut}, **BODY_ERRORS},

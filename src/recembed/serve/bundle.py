@@ -20,6 +20,7 @@ Layout::
                                decoded vectors, for exact fallbacks and similar items)
       ranker/...               optional ranking stage (``--ranker``): the ranker's model.json + model.safetensors and
                                the user / item feature tables it reads (:mod:`.ranker`)
+      cutoff/counts.safetensors optional relevance cut-off's training counts (the map: manifest ``cutoff``)
       signature.json           optional HMAC-SHA256 of manifest.json (``sign`` / ``--sign``; see :mod:`.signing`)
 
 Written into a temporary directory beside ``BUNDLE`` and renamed into place (a crash leaves no half
@@ -69,6 +70,7 @@ from .bundle_read import (  # noqa: F401 - re-exported: the reading side of this
     verify_bundle,
 )
 from .content import CONTENT_HEADS, ENCODER_FILE, HEAD_FILE, VOCAB_FILE, ContentEncoder
+from .cutoff import CutoffPart, cutoff_for_run, write_cutoff
 from .ranker import RankerPart, write_ranker
 from .signing import SIGNATURE, bundle_key, is_signed, sign_manifest
 
@@ -99,9 +101,6 @@ def serving_vectors(model: Recommender, sample: int = 64) -> tuple[np.ndarray, n
     return np.ascontiguousarray(users), np.ascontiguousarray(items)
 
 
-# --------------------------------------------------------------------------------------------
-# writing
-# --------------------------------------------------------------------------------------------
 def _write_parquet(path: Path, table: pa.Table) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     pq.write_table(table, path)
@@ -160,6 +159,7 @@ def write_bundle(
     sign: bool = False,
     progress: Callable[[str], None] | None = None,
     ranker: RankerPart | None = None,
+    cutoff: CutoffPart | None = None,
 ) -> Path:
     """Write a bundle directory atomically (see the module docstring); returns its path.
 
@@ -167,7 +167,7 @@ def write_bundle(
     (embedding bundles only; the exact index needs no file). ``sign``: also write ``signature.json`` with the key
     in ``RECEMBED_BUNDLE_KEY`` (an error when unset). ``progress``: called with the name of each step
     (:data:`WRITE_STEPS`) as it starts. ``ranker``: also store a ranking stage (:mod:`.ranker`), its features
-    aligned to ``users`` / ``items``.
+    aligned to ``users`` / ``items``. ``cutoff``: also store a relevance cut-off map (:mod:`.cutoff`).
     """
     step = progress or (lambda name: None)
     sign_key = bundle_key(required=True, purpose="signing a bundle (--sign)") if sign else None
@@ -231,6 +231,8 @@ def write_bundle(
         if ranker is not None:
             step(f"ranker ({ranker.model.name})")
             manifest["ranker"] = write_ranker(tmp, ranker, len(users), len(items))
+        if cutoff is not None:
+            manifest["cutoff"] = write_cutoff(tmp, cutoff)
         step(f"index ({index})" if index else "index (none)")
         if index is not None:
             manifest["index"] = _build_index_file(tmp, index, index_params or {}, vectors[1])
@@ -333,7 +335,7 @@ def bundle_from_run(run_dir: str | Path, out: str | Path, *, index: str | None =
                         metrics=metrics, source={"run_dir": str(Path(run_dir).resolve()), "config": run.config,
                                                  **({"dim": dim} if dim is not None else {})},
                         content=content, index=index, index_params=index_params, overwrite=overwrite, sign=sign,
-                        progress=progress, ranker=part)
+                        progress=progress, ranker=part, cutoff=cutoff_for_run(run_dir, run))
     return path, notes
 
 

@@ -17,7 +17,7 @@ from typing import Any
 
 from fastapi.responses import JSONResponse
 
-from ..errors import RecembedError
+from ..errors import DataError, RecembedError
 from .ranker import MAX_CANDIDATES
 from .service import RecService
 
@@ -40,18 +40,31 @@ def dumps(obj: Any) -> bytes:
 
 
 def user_recommendations_body(svc: RecService, user_id: str, k: int, exclude_seen: bool,
-                              candidates: int | None = None) -> tuple[bytes, bytes]:
+                              candidates: int | None = None, min_probability: float | None = None,
+                              min_results: int | None = None) -> tuple[bytes, bytes]:
     """The JSON answer of ``GET /v1/users/{user_id}/recommendations`` (the route and the fast path) and its
     ``Server-Timing`` header value (each stage's milliseconds: ``retrieve;dur=0.210, rank;dur=0.874``).
 
     ``count`` is the number of items returned: below ``k`` when fewer items are admissible. ``stages`` lists the
     stages that ran; with a ranker the answer also has ``ranker`` and ``candidates`` (the retriever's list the
-    ranker re-ordered), and each item its ``probability``."""
-    items, info = svc.recommend_user_staged(user_id, k, exclude_seen, candidates)
+    ranker re-ordered), and each item its ``probability``. With ``min_probability`` (a bundle with a relevance
+    cut-off, :mod:`.cutoff`): the items likely relevant, each with its ``probability``, and ``candidates``."""
+    from .cutoff import check_cut, cut_user
+
+    check_cut(svc, min_probability, min_results, k)
+    if min_probability is not None:
+        if candidates is not None:
+            raise DataError("not with min_probability: the cut-off scores the bundle's own number of candidates",
+                            field="candidates")
+        items, info = cut_user(svc, user_id, k, min_probability, min_results, exclude_seen)
+    else:
+        items, info = svc.recommend_user_staged(user_id, k, exclude_seen, candidates)
     out: dict[str, Any] = {"user_id": user_id, "k": k, "count": len(items), "index": svc.index_kind,
                            "stages": info["stages"]}
     if svc.rank is not None:
         out.update(ranker=svc.rank.name, candidates=info["candidates"])
+    elif min_probability is not None:
+        out.update(min_probability=min_probability, candidates=info["candidates"])
     out["items"] = items
     timing = ", ".join(f"{stage};dur={1e3 * sec:.3f}" for stage, sec in info["seconds"].items())
     return dumps(out), timing.encode()
@@ -241,6 +254,8 @@ def _fast_user_recommendations(scope: dict) -> tuple[bytes, bytes] | None:
                 candidates = int(value)
                 if not 1 <= candidates <= MAX_CANDIDATES:
                     return None
+            else:  # min_probability, ...: the route parses and checks them
+                return None
     app = scope.get("app")
     svc = getattr(getattr(app, "state", None), "service", None)
     if svc is None or user_id not in svc.user_pos:

@@ -33,6 +33,7 @@ from ..errors import DataError, RecembedError
 from . import added as _added
 from .bundle import Bundle, seen_matrix
 from .content import CONTENT_HEADS
+from .cutoff import ServedCutoff
 from .index import ExactIndex, ItemIndex, build_index, load_index, set_index_threads, topk_rows
 from .ranker import MAX_CANDIDATES, RankStage
 
@@ -136,6 +137,7 @@ class RecService:
         elif self.options.candidates is not None:
             raise DataError("the bundle has no ranker (bundle it with `recembed bundle RUN --ranker RANKER_RUN`)",
                             field="candidates")
+        self.cutoff = ServedCutoff.of_bundle(bundle)  # GET .../recommendations?min_probability= (:mod:`.cutoff`)
         self.stage_observer: Callable[[str, float], None] | None = None
         """Called with ``(stage, seconds)`` for each stage of a user's recommendations (the app's metrics)."""
         if self.options.store is not None:
