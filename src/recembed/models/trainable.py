@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from ..compact.matryoshka import matryoshka_task
+from ..compact.tables import replace_item_table
 from ..data.interactions import Interactions
 from ..evaluation.ranking import evaluate
 from ..options import FitOptions
@@ -54,6 +55,7 @@ class TrainableRecommender(Recommender):
         seed_everything(options.seed)  # module initialisation is part of the seeded run
         try:
             module, task = self._build(x, options)
+            module = replace_item_table(module, getattr(self.config, "item_table", "full"))  # item_table=hash:4, ...
             task = matryoshka_task(task, self.config)  # nested prefix losses when matryoshka_dims is set
         finally:
             self._context = {}

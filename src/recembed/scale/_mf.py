@@ -66,6 +66,8 @@ def convert_mf(module: nn.Module, task: Any) -> tuple[ShardedMF, ShardedBPRTask,
 
     from ..training.tasks import BPRTask
 
+    if not isinstance(module.item, torch.nn.Embedding):
+        raise ConfigError("--shard: shards full tables; not with a compressed item_table (set item_table=full)")
     if module.bias is not None:
         raise ConfigError("--shard: not with item_bias=true (a width-1 bias table); set item_bias=false")
     if type(task) is not BPRTask or task.num_negatives < 1:

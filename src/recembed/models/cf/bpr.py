@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from ...compact.matryoshka import MatryoshkaFields
+from ...compact.tables import TableFields
 from ...config import check
 from ...options import FitOptions
 from ...training.tasks import BPRTask
@@ -27,7 +28,7 @@ from ..trainable import EmbeddingRecommender
 
 
 @dataclass(frozen=True)
-class BPRConfig(MatryoshkaFields, TrainConfig):
+class BPRConfig(MatryoshkaFields, TableFields, TrainConfig):
     embedding_dim: int = 64
     """Dimension of user and item factors."""
     reg_weight: float = 0.015

@@ -26,6 +26,7 @@ import torch
 from torch import nn
 
 from ...compact.matryoshka import MatryoshkaFields
+from ...compact.tables import TableFields
 from ...config import check
 from ...options import FitOptions
 from ...training.losses import alignment_loss, uniformity_loss
@@ -36,7 +37,7 @@ from .bpr import MFModule
 
 
 @dataclass(frozen=True)
-class DirectAUConfig(MatryoshkaFields, TrainConfig):
+class DirectAUConfig(MatryoshkaFields, TableFields, TrainConfig):
     embedding_dim: int = 64
     """Dimension of user and item embeddings."""
     gamma: float = 0.5

@@ -23,6 +23,7 @@ import torch
 from torch import nn
 
 from ...compact.matryoshka import MatryoshkaFields
+from ...compact.tables import TableFields
 from ...config import check
 from ...options import FitOptions
 from ...training.device import SymmetricSpMM
@@ -33,7 +34,7 @@ from ..trainable import EmbeddingRecommender
 
 
 @dataclass(frozen=True)
-class LightGCNConfig(MatryoshkaFields, TrainConfig):
+class LightGCNConfig(MatryoshkaFields, TableFields, TrainConfig):
     embedding_dim: int = 64
     """Dimension of the layer-0 embeddings."""
     num_layers: int = 2
@@ -116,6 +117,7 @@ class GraphEmbeddingModule(nn.Module):
         self.num_users, self.num_layers = num_users, num_layers
         self.adjacency = adjacency  # fixed graph, not a parameter (rebuilt from the data, never saved)
         self.weight = nn.Parameter(torch.empty(num_users + num_items, dim))
+        self.items: nn.Module | None = None  # a compressed item table (item_table=..., compress_items)
         with torch.no_grad():
             for block in (self.weight[:num_users], self.weight[num_users:]):
                 if init == "normal":
@@ -129,8 +131,21 @@ class GraphEmbeddingModule(nn.Module):
         constructor (e.g. ``init``)."""
         return cls(normalized_adjacency(train), train.shape[0], train.shape[1], dim, num_layers, **kwargs)
 
+    def layer0(self) -> torch.Tensor:
+        """``(U+I, D)`` layer-0 embeddings (with a compressed item table: users beside its materialised rows)."""
+        return self.weight if self.items is None else torch.cat([self.weight, self.items.weight])
+
+    def compress_items(self, spec: str) -> None:
+        """Replace the item block by a compressed table (:mod:`recembed.compact.tables`), initialised at the
+        item block's scale."""
+        from ...compact.tables import make_table
+
+        users, items = self.ego()
+        self.items = make_table(spec, items.shape[0], items.shape[1], float(items.detach().std()))
+        self.weight = nn.Parameter(users.detach().clone())
+
     def ego(self) -> tuple[torch.Tensor, torch.Tensor]:
-        return self.split(self.weight)
+        return self.split(self.layer0())
 
     def split(self, e: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         return e[: self.num_users], e[self.num_users :]
@@ -138,7 +153,7 @@ class GraphEmbeddingModule(nn.Module):
 
 class LightGCNModule(GraphEmbeddingModule):
     def forward(self) -> tuple[torch.Tensor, torch.Tensor]:
-        return self.split(propagate(self.adjacency, self.weight, self.num_layers))
+        return self.split(propagate(self.adjacency, self.layer0(), self.num_layers))
 
 
 class LightGCN(EmbeddingRecommender):

@@ -24,6 +24,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ...compact.matryoshka import MatryoshkaFields
+from ...compact.tables import TableFields
 from ...config import check
 from ...options import FitOptions
 from ...training.losses import info_nce
@@ -34,7 +35,7 @@ from .lightgcn import GraphEmbeddingModule, _SymmetricSpMM
 
 
 @dataclass(frozen=True)
-class SimGCLConfig(MatryoshkaFields, TrainConfig):
+class SimGCLConfig(MatryoshkaFields, TableFields, TrainConfig):
     embedding_dim: int = 64
     """Dimension of the layer-0 embeddings."""
     num_layers: int = 2
@@ -94,7 +95,7 @@ class NoisyGCNModule(GraphEmbeddingModule):
 
     def layers(self, eps: float = 0.0) -> list[torch.Tensor]:
         """Embeddings after each propagation layer 1..L, ``(U+I, D)`` each, noised when ``eps > 0``."""
-        e, out = self.weight, []
+        e, out = self.layer0(), []
         for _ in range(self.num_layers):
             e = _SymmetricSpMM.apply(self.adjacency, e)
             if eps > 0:

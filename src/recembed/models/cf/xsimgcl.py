@@ -21,6 +21,7 @@ import torch
 from torch import nn
 
 from ...compact.matryoshka import MatryoshkaFields
+from ...compact.tables import TableFields
 from ...config import check
 from ...options import FitOptions
 from ...training.losses import info_nce
@@ -31,7 +32,7 @@ from .simgcl import NoisyGCNModule, layer_mean
 
 
 @dataclass(frozen=True)
-class XSimGCLConfig(MatryoshkaFields, TrainConfig):
+class XSimGCLConfig(MatryoshkaFields, TableFields, TrainConfig):
     embedding_dim: int = 64
     """Dimension of the layer-0 embeddings."""
     num_layers: int = 2
