@@ -1,6 +1,7 @@
-"""Compact representations: ``compress``.
+"""Compact representations: ``compress``, ``multi-interest``.
 
     recembed compress RUN --method int8|fp16|binary|pq:M|opq:M|ivfpq:M --out RUN2 [--rerank N] [--rerank-on int8]
+    recembed multi-interest RUN [--components 4] [--clusters 16] [--k 50] [--tags COLUMN] [--out DIR]
 
 The method and byte accounting: :mod:`recembed.compact.quantize`; the run written: :mod:`recembed.compact.compress`.
 """
@@ -15,6 +16,7 @@ from .common import POSITIVE_INT, THREADS_HELP, _metrics_table, _run_parts, cons
 def register(cli: click.Group) -> None:
     """Add the compact-representation commands to the ``recembed`` group."""
     cli.add_command(compress)
+    cli.add_command(multi_interest)
 
 
 @click.command()
@@ -55,3 +57,48 @@ def compress(run_dir: str, method: str, out_dir: str, rerank: int | None, rerank
     console.print(f"{c['bytes_per_item']} bytes per item (fp32 {c['bytes_per_item_fp32']}, "
                   f"{c['compression_ratio']}x smaller; with shared codebooks {c['bytes_per_item_amortised']}); "
                   f"test change {c['relative_change_test']}  -> {out_dir}/metrics.json")
+
+
+@click.command("multi-interest")
+@click.argument("run_dir", metavar="RUN", type=click.Path(file_okay=False))
+@click.option("--components", type=POSITIVE_INT, default=4, show_default=True, help="Mixture components per user.")
+@click.option("--clusters", type=POSITIVE_INT, default=16, show_default=True, help="k-means clusters of the items.")
+@click.option("--alpha", type=click.FloatRange(0, 1), default=0.35, show_default=True,
+              help="Weight of the user's items in a cluster (vs the user vector) in its component's query.")
+@click.option("--beta", type=click.FloatRange(0, 1), default=0.5, show_default=True,
+              help="Weight of the similar users' mixtures (local smoothing).")
+@click.option("--k", "k", type=POSITIVE_INT, default=50, show_default=True, help="List length (recall@k, ILD@k).")
+@click.option("--tags", "tags", default=None, help="Item-table column for ILD / coverage (default: the first tags one).")
+@click.option("--data-root", type=click.Path(file_okay=False), default=None, help="Where RUN's dataset lives.")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False), default=None,
+              help="Write OUT/multi_interest.json (default: RUN).")
+@click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True, help="k-means seed.")
+def multi_interest(run_dir: str, components: int, clusters: int, alpha: float, beta: float, k: int, tags: str | None,
+                   data_root: str | None, out_dir: str | None, seed: int) -> None:
+    """kNN-Embed multi-interest users over RUN's vectors vs its single user vector: recall, diversity, coverage."""
+    from pathlib import Path
+
+    from rich.table import Table as RichTable
+
+    from ..compact.multi_interest import KNNEmbedConfig, evaluate_multi_interest
+    from ..io import write_json
+    from ..ranking.pipeline import load_ranker_dataset
+    from .common import _load_run
+
+    config = KNNEmbedConfig(components=components, clusters=clusters, alpha=alpha, beta=beta, seed=seed)
+    run = _load_run(run_dir)
+    dataset = load_ranker_dataset(run.config["data"], data_root)
+    result = evaluate_multi_interest(run, dataset, k=k, config=config, tags_column=tags)
+    table = RichTable(title=f"{run.config.get('model')}: one vector vs kNN-Embed ({components} components), test, "
+                            f"{result['users']} users")
+    table.add_column("metric")
+    for col in ("single", "kNN-Embed", "change"):
+        table.add_column(col, justify="right")
+    for name, v in result["single"].items():
+        w = result["multi"][name]
+        table.add_row(name, f"{v:.4f}", f"{w:.4f}", f"{100 * (w / v - 1) if v else 0:+.2f} %")
+    console.print(table)
+    out = Path(out_dir or run_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    write_json(out / "multi_interest.json", result)
+    console.print(f"-> {out / 'multi_interest.json'}")
