@@ -65,7 +65,8 @@ def test_laplace_update_is_the_penalised_map() -> None:
         np.testing.assert_allclose(precision[k], p0[k] + (x[k] * (w[k] * q * (1 - q))[:, None]).T @ x[k], atol=1e-10)
     # no data: the posterior is the prior
     m, p = laplace_update(m0, p0, x, y, off, np.zeros((b, s)))
-    np.testing.assert_allclose(m, m0) and np.testing.assert_allclose(p, p0)
+    np.testing.assert_allclose(m, m0)
+    np.testing.assert_allclose(p, p0)
 
 
 def test_draws_have_the_posterior_covariance() -> None:
@@ -93,11 +94,16 @@ def test_slates_command_writes_table_and_plot(ease_run: Path, tmp_path: Path) ->
         assert len(p["curve_mean"]) == 8 and len(p["final_regret_per_seed"]) == 2
         assert p["final_regret_mean"] >= 0 and 0 <= p["ctr_mean"] <= 1
     assert (out / "regret.png").stat().st_size > 1000 and "thompson" in text
+    code, text = run_main(["slates", str(ease_run), "--rounds", "3", "--users", "8", "--seeds", "0",
+                           "--policies", "greedy,bootstrap", "--out", str(out / "b")])
+    assert code == 0, text
+    assert set(json.loads((out / "b" / "slates.json").read_text())["policies"]) == {"greedy", "bootstrap"}
 
 
 @pytest.mark.parametrize(("args", "flag"), [(["--seeds", "0,x"], "--seeds"), (["--epsilon", "0"], "--epsilon"),
                                             (["--rounds", "0"], "--rounds"), (["--slate", "100000"], "--slate"),
-                                            (["--users", "100000"], "--users"), (["--explore", "-1"], "--explore")])
+                                            (["--users", "100000"], "--users"), (["--explore", "-1"], "--explore"),
+                                            (["--policies", "greedy,oracle"], "--policies")])
 def test_bad_flags_exit_2(ease_run: Path, args: list[str], flag: str) -> None:
     code, text = run_main(["slates", str(ease_run), "--rounds", "2", *args])
     assert code == 2 and flag in text and "Traceback" not in text, text

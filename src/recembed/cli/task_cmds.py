@@ -74,13 +74,15 @@ def _parse_seeds(ctx: click.Context, param: click.Parameter, value: str) -> tupl
               help="Epsilon-greedy: the probability that a slot shows a random item.")
 @click.option("--explore", type=click.FloatRange(0.0, min_open=True), default=0.3, show_default=True,
               help="Thompson sampling: multiplier of the posterior sd in the draws.")
+@click.option("--policies", type=str, default="base,greedy,epsilon-greedy,thompson", show_default=True,
+              help="Comma-separated: base, greedy, epsilon-greedy, thompson, bootstrap (5 heads, 5x the cost).")
 @click.option("--truth-rank", type=POSITIVE_INT, default=16, show_default=True,
               help="Rank of the truncated SVD of the full log that plants the true click model.")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), default=None,
               help="Write OUT/slates.json and OUT/regret.png (default: RUN).")
 @click.option("--threads", type=POSITIVE_INT, default=None, help=THREADS_HELP)
 def slates(run_dir: str, rounds: int, slate: int, users_per_round: int, seeds: tuple[int, ...], epsilon: float,
-           explore: float, truth_rank: int, out_dir: str | None, threads: int | None) -> None:
+           explore: float, policies: str, truth_rank: int, out_dir: str | None, threads: int | None) -> None:
     """Thompson sampling vs greedy / epsilon-greedy slates over RUN's scores, on a simulator with a planted click
     model (the full log's low-rank truth); cumulative regret against the oracle slate."""
     from ..io import write_json
@@ -94,7 +96,8 @@ def slates(run_dir: str, rounds: int, slate: int, users_per_round: int, seeds: t
     run = _load_run(run_dir)
     sim = simulator_from_run(run, truth_rank=truth_rank)
     result = run_slates(sim, rounds=rounds, slate=slate, users_per_round=users_per_round, seeds=seeds,
-                        epsilon=epsilon, config=PosteriorConfig(explore=explore))
+                        epsilon=epsilon, config=PosteriorConfig(explore=explore),
+                        policies=tuple(dict.fromkeys(p.strip() for p in policies.split(",") if p.strip())))
     model = run.config.get("model")
     table = RichTable(title=f"slates over {model}'s scores: {rounds} rounds x {users_per_round} users x {slate} "
                             f"items, seeds {','.join(map(str, seeds))}")

@@ -70,7 +70,12 @@ class PlantedSimulator:
 
 
 def standardise_rows(scores: np.ndarray) -> np.ndarray:
+    """Each row to mean 0, sd 1 (a model's -inf / nan scores count as the row's lowest finite score)."""
     s = np.asarray(scores, dtype=np.float64)
+    finite = np.isfinite(s)
+    if not finite.all():
+        low = np.where(finite, s, np.inf).min(axis=1, keepdims=True)
+        s = np.where(finite, s, np.where(np.isfinite(low), low, 0.0))
     sd = s.std(axis=1, keepdims=True)
     return ((s - s.mean(axis=1, keepdims=True)) / np.where(sd > 0, sd, 1.0)).astype(np.float32)
 

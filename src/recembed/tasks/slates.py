@@ -21,7 +21,8 @@ Ours (a lite, model-agnostic version written from the paper's idea; deviations):
 * TS draws ``theta_u`` and ``c_i`` for every arriving user (batched Cholesky solves, one ``(B, d) @ (d, I)``
   matmul); greedy ranks by the posterior mean; epsilon-greedy fills each slot with a random allowed item with
   probability ``epsilon``, else the next best by the mean; ``base`` is the frozen model's top-S (no learning);
-  no in-slate TS.
+  ``bootstrap`` (opt-in, 5x the cost) is a second TS variant: 5 learners on double-or-nothing resamples of the
+  feedback, one drawn per arriving user; no in-slate TS.
 
     recembed slates RUN [--rounds 300] [--slate 10] [--users 128] [--seeds 0,1,2] [--out DIR]
 """
@@ -71,10 +72,10 @@ def laplace_update(mean: np.ndarray, precision: np.ndarray, x: np.ndarray, y: np
     ``(B, D), (B, D, D)``; data ``x`` ``(B, S, D)``, clicks ``y``, logit ``offset`` and 0/1 ``weight`` ``(B, S)``.
     Returns the MAP of ``log-lik + log-prior`` (by Newton's method) and the Hessian there: the new posterior."""
     theta = mean.copy()
-    for _ in range(steps + 1):
+    for k in range(steps + 1):
         p = sigmoid(np.einsum("bsd,bd->bs", x, theta) + offset)
         hess = precision + np.einsum("bsi,bsj,bs->bij", x, x, p * (1 - p) * weight)
-        if _ == steps:
+        if k == steps:
             break
         grad = np.einsum("bij,bj->bi", precision, theta - mean) + np.einsum("bsd,bs->bd", x, (p - y) * weight)
         theta = theta - np.linalg.solve(hess, grad[..., None])[..., 0]
@@ -120,9 +121,12 @@ class BayesianLastLayer:
         corr = self.item_mean + scale * rng.standard_normal((b, len(self.item_mean))) / np.sqrt(self.item_precision)
         return self._logits(users, g, theta, corr)
 
-    def update(self, users: np.ndarray, items: np.ndarray, clicks: np.ndarray, shown: np.ndarray) -> None:
-        """Add one round's feedback (``(B, S)`` items, clicks and which slots were real)."""
-        steps, w, y = self.config.newton_steps, shown.astype(np.float64), clicks.astype(np.float64)
+    def update(self, users: np.ndarray, items: np.ndarray, clicks: np.ndarray, shown: np.ndarray,
+               weight: np.ndarray | None = None) -> None:
+        """Add one round's feedback (``(B, S)`` items, clicks and which slots were real; ``weight``: optional
+        per-observation weights, the bootstrap heads' resampling)."""
+        steps, y = self.config.newton_steps, clicks.astype(np.float64)
+        w = shown.astype(np.float64) * (1.0 if weight is None else weight)
         z = np.take_along_axis(self.base[users], items, axis=1).astype(np.float64)  # (B, S)
         x = np.concatenate([z[..., None], np.ones(items.shape + (1,)), self.f[items]], axis=2)  # (B, S, D)
         user_part = lambda: np.einsum("bsd,bd->bs", x, self.user_mean[users])  # noqa: E731
@@ -139,16 +143,16 @@ class BayesianLastLayer:
         self.user_mean[users], self.user_precision[users] = m, p
         # the items: independent one-dimensional regressions, summed over the users that saw them
         off = off.reshape(y.shape) + user_part()
-        idx, mask = items[shown], shown
+        idx, mask, wm = items[shown], shown, w[shown]
         n = len(self.item_mean)
         prior_mean, prior_prec = self.item_mean.copy(), self.item_precision.copy()
         c = prior_mean.copy()
         for k in range(steps + 1):
             q = sigmoid(off[mask] + c[idx])
-            hess = prior_prec + np.bincount(idx, q * (1 - q), minlength=n)
+            hess = prior_prec + np.bincount(idx, wm * q * (1 - q), minlength=n)
             if k == steps:
                 break
-            grad = prior_prec * (c - prior_mean) + np.bincount(idx, q - y[mask], minlength=n)
+            grad = prior_prec * (c - prior_mean) + np.bincount(idx, wm * (q - y[mask]), minlength=n)
             c = c - grad / hess
         self.item_mean, self.item_precision = c, hess
 
@@ -211,21 +215,43 @@ class ThompsonPolicy(GreedyPolicy):
         return _top(self.learner.sampled_scores(users, rng), excluded, slate)
 
 
-POLICIES = ("base", "greedy", "epsilon-greedy", "thompson")
+class BootstrapPolicy:
+    """A second TS variant: ``heads`` copies of the learner, each fed every observation with weight 0 or 2
+    (double-or-nothing bootstrap); each arriving user is served by the mean of one head drawn at random."""
+
+    def __init__(self, sim: PlantedSimulator, config: PosteriorConfig, heads: int = 5) -> None:
+        self.heads = [BayesianLastLayer(sim, config) for _ in range(heads)]
+        self.rng: np.random.Generator | None = None
+
+    def select(self, users: np.ndarray, excluded: np.ndarray, slate: int, rng: np.random.Generator) -> np.ndarray:
+        self.rng = rng  # the seed's policy stream also draws the resampling weights
+        pick = rng.integers(len(self.heads), size=len(users))
+        scores = np.empty(excluded.shape)
+        for h, head in enumerate(self.heads):  # over heads (a handful), each scoring its users at once
+            scores[pick == h] = head.mean_scores(users[pick == h])
+        return _top(scores, excluded, slate)
+
+    def update(self, users: np.ndarray, items: np.ndarray, clicks: np.ndarray, shown: np.ndarray) -> None:
+        for head in self.heads:
+            head.update(users, items, clicks, shown, 2.0 * (self.rng.random(items.shape) < 0.5))
+
+
+POLICIES = ("base", "greedy", "epsilon-greedy", "thompson", "bootstrap")
+DEFAULT_POLICIES = ("base", "greedy", "epsilon-greedy", "thompson")
 
 
 def make_policy(name: str, sim: PlantedSimulator, config: PosteriorConfig, epsilon: float) -> Any:
     if name == "epsilon-greedy":
         return EpsilonGreedyPolicy(sim, config, epsilon)
-    classes = {"base": BasePolicy, "greedy": GreedyPolicy, "thompson": ThompsonPolicy}
+    classes = {"base": BasePolicy, "greedy": GreedyPolicy, "thompson": ThompsonPolicy, "bootstrap": BootstrapPolicy}
     if name not in classes:
-        raise ConfigError(f"policy: one of {', '.join(POLICIES)}, got {name!r}")
+        raise ConfigError(f"--policies: each one of {', '.join(POLICIES)}, got {name!r}")
     return classes[name](sim, config)
 
 
 def run_slates(sim: PlantedSimulator, *, rounds: int, slate: int, users_per_round: int, seeds: tuple[int, ...],
                epsilon: float = 0.1, config: PosteriorConfig | None = None,
-               policies: tuple[str, ...] = POLICIES) -> dict[str, Any]:
+               policies: tuple[str, ...] = DEFAULT_POLICIES) -> dict[str, Any]:
     """Every policy on every seed; per policy the final cumulative regret and the CTR (mean, sd over seeds) and
     the cumulative regret curve (mean, sd per round)."""
     if not 0 < epsilon <= 1:
@@ -233,6 +259,9 @@ def run_slates(sim: PlantedSimulator, *, rounds: int, slate: int, users_per_roun
     if rounds < 1 or slate < 1 or users_per_round < 1 or not seeds:
         raise ConfigError("slates: --rounds, --slate and --users must be >= 1 and --seeds non-empty")
     config = config or PosteriorConfig()
+    unknown = [n for n in policies if n not in POLICIES]
+    if unknown:
+        raise ConfigError(f"--policies: each one of {', '.join(POLICIES)}, got {unknown[0]!r}")
     out: dict[str, Any] = {}
     for name in policies:
         traces = [simulate(sim, make_policy(name, sim, config, epsilon), rounds=rounds, slate=slate,
