@@ -37,7 +37,7 @@ def test_thompson_finds_what_greedy_never_shows() -> None:
     assert r["thompson"]["final_regret_mean"] < 0.6 * r["greedy"]["final_regret_mean"], r
     assert r["thompson"]["ctr_mean"] > r["greedy"]["ctr_mean"] + 0.03, r
     # the gems: TS learns a large positive correction for them; greedy never shows them, so theirs stays at 0
-    ts, greedy = ThompsonPolicy(sim, PosteriorConfig()), GreedyPolicy(sim, PosteriorConfig())
+    ts, greedy = ThompsonPolicy(sim, PosteriorConfig(explore=1.0)), GreedyPolicy(sim, PosteriorConfig())
     for pol in (ts, greedy):
         simulate(sim, pol, rounds=40, slate=5, users_per_round=25, seed=0)
     assert ts.learner.item_mean[:6].mean() > 1.0 and np.abs(greedy.learner.item_mean[:6]).max() < 0.1
