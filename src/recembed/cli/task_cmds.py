@@ -92,7 +92,7 @@ def complements(run_dir: str, window: int, column: str, data_root: str | None, o
     out.mkdir(parents=True, exist_ok=True)
     write_json(out / "complements.json", result)
     view = RichTable(title=f"{run.config.get('model')}: dual (in . out) vs single (in . in), @10, per query")
-    for col in ("test / candidates", "queries", "score", "recall", "ndcg", "hit", "ndcg dual-single (95% CI)", "p"):
+    for col in ("test/candidates", "queries", "score", "R@10", "N@10", "HR@10", "dN@10 [95% CI]", "p"):
         view.add_column(col, justify="right")
     for key, r in result["results"].items():
         d = r["dual_minus_single"]["ndcg@10"]

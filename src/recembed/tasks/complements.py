@@ -181,6 +181,12 @@ def evaluate_pairs(score_rows: Callable[[np.ndarray], np.ndarray], test: PairTes
     return evaluate(scorer, test.relevant, self_mask, ks=(k,), metrics=METRIC_NAMES)
 
 
+def other_department_share(topk: np.ndarray, queries: np.ndarray, dept: np.ndarray) -> float:
+    """Share of the ranked items ``topk (Q, K)`` (-1: empty) outside their query's department."""
+    ok = topk >= 0
+    return float((dept[np.where(ok, topk, 0)] != dept[queries][:, None])[ok].mean()) if ok.any() else float("nan")
+
+
 def paired_bootstrap(a: np.ndarray, b: np.ndarray, *, samples: int = 2000, seed: int = 0) -> dict[str, float]:
     """95% bootstrap interval of ``mean(b - a)`` over paired values (queries resampled with replacement)."""
     d = np.asarray(b, np.float64) - np.asarray(a, np.float64)
@@ -223,7 +229,9 @@ def compare(model: Any, train: Interactions, valid: Interactions, test: Interact
     for kind, test in tests.items():
         for cand in CANDIDATES:
             runs = {name: evaluate_pairs(fn, test, dept, k=k, candidates=cand) for name, fn in scorers.items()}
-            rows = {name: {m: float(r.summary[f"{m}@{k}"]) for m in METRIC_NAMES} for name, r in runs.items()}
+            rows = {name: {**{m: float(r.summary[f"{m}@{k}"]) for m in METRIC_NAMES},
+                           "other_department": other_department_share(r.topk, test.queries[r.users], dept)}
+                    for name, r in runs.items()}
             a, b = runs["single"], runs["dual"]
             tests_ = {}
             for m in ("ndcg", "recall"):
