@@ -10,12 +10,11 @@ from typing import Any, ClassVar
 
 import numpy as np
 import pytest
-from test_sequential import QUIET, SequentialConformance
-
 from recembed.data.readers.formats import _sequence_dataset
 from recembed.errors import ConfigError
 from recembed.models.registry import model_class
 from recembed.tasks.complements import build_pair_tests, departments, evaluate_pairs, paired_bootstrap
+from test_sequential import QUIET, SequentialConformance
 
 GROUPS, SIZE = 8, 6
 FAST: dict[str, Any] = {"epochs": 30, "patience": 0, "batch_size": 256, "learning_rate": 0.02, "embedding_dim": 16,
@@ -186,7 +185,6 @@ def run_main(args: list[str], capsys: pytest.CaptureFixture) -> tuple[int, str]:
 
 def test_cli_and_complements_endpoint(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     from fastapi.testclient import TestClient
-
     from recembed.serve.app import AppConfig, create_app
 
     root = write_seq_root(tmp_path / "data")

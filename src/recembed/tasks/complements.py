@@ -27,8 +27,9 @@ with the Wilcoxon signed-rank test and a paired bootstrap (95% interval of the m
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
