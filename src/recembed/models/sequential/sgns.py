@@ -42,6 +42,7 @@ from torch import nn
 from ...config import check
 from ...errors import ConfigError
 from ...options import FitOptions
+from ...training.device import module_device, to_numpy
 from ...training.sequences import Sequences
 from ...training.trainer import TrainConfig
 from ...tuning.space import Choice, Float, Int
@@ -203,7 +204,8 @@ class SGNS(SequentialRecommender):
 
     def _score_block(self, module: nn.Module, tokens: np.ndarray) -> np.ndarray:
         with torch.no_grad():
-            return module.logits(module.embed_history(torch.from_numpy(tokens))).numpy()
+            x = torch.from_numpy(tokens).to(module_device(module))
+            return to_numpy(module.logits(module.embed_history(x)))
 
     # -- the two tables ---------------------------------------------------------------------------
     def item_vectors(self, kind: str = "input") -> np.ndarray:
@@ -212,7 +214,7 @@ class SGNS(SequentialRecommender):
         if kind not in VECTOR_KINDS:
             raise ConfigError(f"kind: expected one of {VECTOR_KINDS}, got {kind!r}")
         table = self.module_.inp if kind == "input" else self.module_.out
-        return table.weight.detach()[1 : self.num_items_ + 1].numpy().astype(np.float32, copy=True)
+        return to_numpy(table.weight.detach()[1 : self.num_items_ + 1]).astype(np.float32, copy=True)
 
     def item_embeddings(self) -> np.ndarray:
         return self.item_vectors("input")
