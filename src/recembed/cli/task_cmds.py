@@ -3,6 +3,7 @@ and ``slates`` (Thompson sampling vs greedy on a planted slate simulator, :mod:`
 
     recembed cutoff RUN [--candidates 200] [--out DIR]
     recembed slates RUN [--rounds 300] [--slate 10] [--users 128] [--seeds 0,1,2] [--out DIR]
+    recembed complements RUN [--window 3] [--out DIR]   (dual vs single embeddings, :mod:`recembed.tasks.complements`)
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from .common import POSITIVE_INT, THREADS_HELP, _load_run, console
 def register(cli: click.Group) -> None:
     cli.add_command(cutoff)
     cli.add_command(slates)
+    cli.add_command(complements)
 
 
 @click.command()
@@ -114,3 +116,56 @@ def slates(run_dir: str, rounds: int, slate: int, users_per_round: int, seeds: t
     plot_regret(result, out / "regret.png", f"{model} on {run.metrics.get('dataset', '?')}: cumulative regret "
                                             f"(mean ± sd over {len(seeds)} seeds)")
     console.print(f"-> {out / 'slates.json'}, {out / 'regret.png'}")
+
+
+@click.command()
+@click.argument("run_dir", metavar="RUN", type=click.Path(file_okay=False))
+@click.option("--window", type=POSITIVE_INT, default=3, show_default=True,
+              help="A pair's B is a test event at most this many purchases after A.")
+@click.option("--column", default="attributes", show_default=True,
+              help="The item table's tags column holding category (and brand) tokens.")
+@click.option("--data-root", default=None, help="Where the run's dataset lives (default: as fitted).")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False), default=None,
+              help="Write OUT/complements.json (default: RUN).")
+@click.option("--threads", type=POSITIVE_INT, default=None, help=THREADS_HELP)
+def complements(run_dir: str, window: int, column: str, data_root: str | None, out_dir: str | None,
+                threads: int | None) -> None:
+    """Complementary (other-department) and similar held-out co-purchases: dual (in . out) vs single (in . in)."""
+    from ..data import catalog
+    from ..errors import DataError
+    from ..io import write_json
+    from ..tasks.complements import compare
+
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)
+    run = _load_run(run_dir)
+    spec = run.config.get("data") or {}
+    dataset, _ = catalog.load_any(str(spec.get("data")), root=data_root or spec.get("data_root"),
+                                  **{k: spec.get(k) for k in ("items", "users", "columns", "duplicates") if k in spec})
+    table = dataset.item_table
+    if table is None or column not in table or table.kinds.get(column) != "tags":
+        raise DataError(f"the run's data {spec.get('data')!r} has no tags column {column!r} in its item table",
+                        field="--column")
+    if dataset.items.to_list() != run.items.to_list():
+        raise DataError("the reloaded data's items differ from the run's item vocabulary", path=run_dir)
+    s = run.split
+    result = compare(run.model, s.train, s.valid, s.test, table[column], window=window)
+    out = Path(out_dir or run_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    write_json(out / "complements.json", result)
+    view = RichTable(title=f"{run.config.get('model')}: dual (in . out) vs single (in . in), @10, per query")
+    for col in ("test/candidates", "queries", "score", "R@10", "N@10", "HR@10", "dN@10 [95% CI]", "p"):
+        view.add_column(col, justify="right")
+    for key, r in result["results"].items():
+        d = r["dual_minus_single"]["ndcg@10"]
+        for name in ("dual", "single", "pop"):
+            m = r["scores"][name]
+            first = name == "dual"
+            view.add_row(key if first else "", str(result["tests"][key.split("/")[0]]["queries"]) if first else "",
+                         name, f"{m['recall']:.4f}", f"{m['ndcg']:.4f}", f"{m['hit']:.4f}",
+                         f"{d['diff']:+.4f} [{d['boot_ci95_low']:+.4f}, {d['boot_ci95_high']:+.4f}]" if first else "",
+                         f"{d['p_wilcoxon']:.1e}" if first else "")
+    console.print(view)
+    console.print(f"-> {out / 'complements.json'}")

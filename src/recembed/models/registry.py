@@ -34,6 +34,7 @@ MODELS: dict[str, str] = {
     "bert4rec": "recembed.models.sequential.bert4rec:BERT4Rec",
     "gru4rec": "recembed.models.sequential.gru4rec:GRU4Rec",
     "unisrec": "recembed.models.sequential.unisrec:UniSRec",
+    "sgns": "recembed.models.sequential.sgns:SGNS",
     "tiger": "recembed.models.generative.tiger:TIGER",
     "ensemble": "recembed.models.ensemble:Ensemble",
 }

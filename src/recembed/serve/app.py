@@ -12,6 +12,7 @@ CDN, they work offline)::
     POST /v1/recommendations  {"history": [...], "k": 10}     an anonymous user / a session
     GET  /v1/items?q=&limit=                       items whose id or title contains q
     GET  /v1/items/{item_id}/similar?k=
+    GET  /v1/items/{item_id}/complements?k=        dual-embedding models (sgns), else 409 (:mod:`.complements`)
     POST /v1/items  {"item_id", "title", "fields", "vectors"}  add an item from its content (API key)
     DELETE /v1/items/{item_id}                     delete an added item (API key; bundle items: 409)
     POST /admin/reload  {"bundle": DIR}            swap in a new verified bundle, no failed requests (API key)
@@ -299,6 +300,13 @@ def create_app(config: AppConfig) -> FastAPI:
     @app.get("/v1/items/{item_id:path}/similar", responses={200: {"model": RecommendationsOut}})
     async def similar(request: Request, item_id: str, k: int = Query(10, ge=1, le=MAX_K)) -> Response:
         items = service(request).similar(item_id, k)
+        return _json({"item_id": item_id, "k": k, "count": len(items), "items": items})
+
+    @app.get("/v1/items/{item_id:path}/complements", responses={200: {"model": RecommendationsOut}})
+    async def complements(request: Request, item_id: str, k: int = Query(10, ge=1, le=MAX_K)) -> Response:
+        from .complements import complements as complements_of
+
+        items = complements_of(service(request), item_id, k)
         return _json({"item_id": item_id, "k": k, "count": len(items), "items": items})
 
     @app.post("/v1/items", status_code=201, responses=BODY_ERRORS, dependencies=[Depends(json_content_type)])
