@@ -218,8 +218,8 @@ def test_derived_semantic_ids_from_content_carry_the_groups() -> None:
 
 
 def test_cf_plus_tags_codes_carry_the_groups_without_vectors() -> None:
-    """With an item table of attributes but no vectors, ``auto`` takes ``cf+tags``: BPR's item embeddings beside
-    the multi-hot of the tags, so items that share a planted attribute share their first code."""
+    """``cf+tags``: BPR's item embeddings beside the multi-hot of the item table's tags, so items that share a
+    planted attribute share their first code (``auto`` keeps ``cf`` for a table without vectors)."""
     from recembed.data.tables import Table
 
     ds = planted_sequences()
@@ -230,14 +230,16 @@ def test_cf_plus_tags_codes_carry_the_groups_without_vectors() -> None:
     tags = np.empty(len(groups), dtype=object)
     tags[:] = [(f"a{g}", "common") for g in groups]
     table.add("attributes", tags, "tags")
-    params = {**TIGER_FAST, "epochs": 1, "num_layers": 1, "decoder_layers": 1, "semantic_ids": "auto"}
+    params = {**TIGER_FAST, "epochs": 1, "num_layers": 1, "decoder_layers": 1, "semantic_ids": "cf+tags"}
     model = TIGER(**params).fit(split.train, options=QUIET, item_table=table)
     sid = model.semantic_ids_
     assert sid.info["derived"]["source"] == "cf+tags" and sid.is_unique()
     assert sid.info["derived"]["columns"] == ["bpr", "attributes", "brand"]
     assert _purity(sid.codes, groups) > 0.8, _purity(sid.codes, groups)
     with pytest.raises(ConfigError, match="'cf\\+tags' needs an item table with tags or categorical"):
-        TIGER(**{**params, "semantic_ids": "cf+tags"}).fit(split.train, options=QUIET)
+        TIGER(**params).fit(split.train, options=QUIET)
+    auto = TIGER(**{**params, "semantic_ids": "auto"}).fit(split.train, options=QUIET, item_table=table)
+    assert auto.semantic_ids_.info["derived"]["source"] == "cf"
 
 
 def test_derived_codes_are_kept_beside_the_checkpoints(tmp_path: Path) -> None:
