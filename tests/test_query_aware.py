@@ -163,7 +163,7 @@ def query_bundle() -> Path:
     model = fitted()
     out = Path(tempfile.mkdtemp(prefix="queryue-bundle-")) / "b"
     indptr, hist = train.histories()
-    write_bundle(out, model=model, users=Vocabulary([f"u{i}" for i in range(train.num_users)]),
+    write_bundle(out, model=model, users=Vocabulary([f"u{i}" for i in range(train.num_users)], name="user"),
                  items=Vocabulary([f"i{i}" for i in range(train.num_items)]), history_indptr=indptr,
                  history_items=hist, titles=[f"item {i}" for i in range(train.num_items)])
     return out
