@@ -38,14 +38,14 @@ SETTINGS = {
 }
 
 
-def run(name: str, data_root: str, seed: int, examples: int) -> dict:
+def run(name: str, data_root: str, seed: int, examples: int, extra: dict | None = None) -> dict:
     torch.set_num_threads(1)
     s = SETTINGS[name]
     ds = catalog.load(name, root=data_root)
     if name == "scientific":
         add_departments(ds)
-    split = make_split(ds, catalog.entry(name).default_split, seed=seed)
-    params = {k: s[k] for k in ("query_column", "query_template", "text_columns")}
+    split = make_split(ds, catalog.entry(name).split, seed=seed)
+    params = {**{k: s[k] for k in ("query_column", "query_template", "text_columns")}, **(extra or {})}
     opts = FitOptions(seed=seed, show_progress=False, threads=1)
     t0 = time.perf_counter()
     model = model_class("queryue")(**params).fit(split.train, options=opts, valid=split.valid,
@@ -102,6 +102,8 @@ def main() -> None:
     ap.add_argument("--only", choices=sorted(SETTINGS), default=None)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--examples", type=int, default=3)
+    ap.add_argument("--params", default="{}", help='QueryUE settings as JSON, e.g. \'{"epochs": 30}\'')
+    ap.add_argument("--tag", default="", help="suffix of the result keys (a variant's settings)")
     ap.add_argument("--out", default=str(Path(__file__).with_name("query_aware.json")))
     args = ap.parse_args()
     results = {}
@@ -110,10 +112,11 @@ def main() -> None:
         results = json.loads(path.read_text())
     for name in [args.only] if args.only else list(SETTINGS):
         t0 = time.perf_counter()
-        results[name] = run(name, args.data_root, args.seed, args.examples)
-        results[name]["wall_seconds"] = round(time.perf_counter() - t0, 1)
+        key = name + (f" {args.tag}" if args.tag else "")
+        results[key] = run(name, args.data_root, args.seed, args.examples, json.loads(args.params))
+        results[key]["wall_seconds"] = round(time.perf_counter() - t0, 1)
         path.write_text(json.dumps(results, indent=1, ensure_ascii=False) + "\n")
-        print(json.dumps({k: v for k, v in results[name].items() if k != "examples"}, indent=1))
+        print(json.dumps({k: v for k, v in results[key].items() if k != "examples"}, indent=1))
     print(table(results))
 
 

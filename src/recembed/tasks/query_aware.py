@@ -80,7 +80,8 @@ def query_triples(held_out: Interactions, known: sp.csr_matrix, item_query: sp.c
     r = held_out.csr("binary")
     coo = r.tocoo()
     # (held-out pair, category) expansion: sparse product of the pair one-hots with item x query
-    pairs = sp.csr_matrix((np.ones(coo.nnz, dtype=np.float32), (np.arange(coo.nnz), coo.col)), shape=(coo.nnz, r.shape[1]))
+    pairs = sp.csr_matrix((np.ones(coo.nnz, dtype=np.float32), (np.arange(coo.nnz), coo.col)),
+                          shape=(coo.nnz, r.shape[1]))
     pq = (pairs @ item_query).tocoo()  # (pair, query)
     users, items, qid = coo.row[pq.row], coo.col[pq.row], pq.col
     key = users.astype(np.int64) * max(len(texts), 1) + qid

@@ -135,7 +135,8 @@ def item_texts(table: Any, columns: str) -> list[str]:
         if n not in text_cols:
             raise ConfigError(f"text_columns: {n!r} is not a text column; text columns: {text_cols}")
     parts = [table[n] for n in names]
-    return [". ".join(str(p[i]) for p in parts if p[i] is not None and str(p[i]).strip()) for i in range(table.num_rows)]
+    return [". ".join(str(p[i]) for p in parts if p[i] is not None and str(p[i]).strip())
+            for i in range(table.num_rows)]
 
 
 def last_items(indptr: np.ndarray, items: np.ndarray, length: int) -> np.ndarray:
@@ -221,7 +222,8 @@ class QueryUETask:
         self.users, self.items = coo.row.astype(np.int64), coo.col.astype(np.int64)
         self.train = sp.csr_matrix(train, dtype=np.float32)
         self.iq = sp.csr_matrix(item_query)
-        self.batch_size, self.null_rate, self.temperature, self.negatives = batch_size, null_rate, temperature, negatives
+        self.batch_size, self.null_rate = batch_size, null_rate
+        self.temperature, self.negatives = temperature, negatives
 
     def num_batches(self) -> int:
         return -(-len(self.users) // self.batch_size)
