@@ -5,6 +5,8 @@
 
 Test triples (recembed.tasks.query_aware): (user, query = a category of one of the user's test items, targets =
 the user's test items in that category); recall@10 / ndcg@10 over those rows, train + valid items excluded.
+The same rows built from the validation part (train items excluded) are reported as ``valid_metrics``: variants
+(``--params``) are chosen there, never on test.
 Methods: the query-aware user vector, the same model without a query, text-only retrieval (MiniLM(query) .
 MiniLM(item text)), EASE (a strong CF baseline), and the unconditioned lists filtered to the query's category
 (oracle-ish: they read the labels the triples are made from). One process, --threads 1 equivalent.
@@ -60,11 +62,14 @@ def run(name: str, data_root: str, seed: int, examples: int, extra: dict | None 
     t0 = time.perf_counter()
     metrics = evaluate_queries(model, triples, iq, ks=(10,), baselines={"ease": ease})
     eval_s = time.perf_counter() - t0
+    valid_rows = query_triples(split.valid, split.train.csr("binary"), iq, texts)  # for choosing variants
+    valid = evaluate_queries(model, valid_rows, iq, ks=(10,), text=False) if len(valid_rows) else {}
     out = {"dataset": name, "split": split.spec, "rows": len(triples), "targets": int(triples.target.nnz),
            "queries": len(texts), "settings": params, "ease_l2": s["ease_l2"], "fit_seconds": round(fit_s, 1),
            "ease_fit_seconds": round(ease_s, 1), "eval_seconds": round(eval_s, 1),
            "epochs": len(model.history_), "best_epoch": model.train_result_.best_epoch,
-           "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024), "metrics": metrics}
+           "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024), "metrics": metrics,
+           "valid_metrics": {k: valid[k] for k in ("query", "no_query") if k in valid}}
     if examples:
         out["examples"] = show_examples(model, ds, split, triples, examples, seed)
     return out

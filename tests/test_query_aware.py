@@ -76,7 +76,7 @@ def planted():  # noqa: ANN201
     return train, test, table
 
 
-PARAMS = {"item_content": "vectors", "embedding_dim": 32, "epochs": 40, "batch_size": 256, "learning_rate": 3e-3,
+PARAMS = {"item_content": "vectors", "embedding_dim": 32, "epochs": 25, "batch_size": 256, "learning_rate": 3e-3,
           "patience": 0, "history_len": 16, "id_embeddings": False}
 
 
@@ -199,7 +199,7 @@ def test_post_user_recommendations_with_a_query() -> None:
 # -- the conformance suite (registered models must pass it) --------------------------------------------
 class TestQueryUE(ContentConformance):
     model_name = "queryue"
-    params = {"item_content": "vectors", "epochs": 30, "batch_size": 512, "learning_rate": 3e-3, "patience": 0}
+    params = {"item_content": "vectors", "epochs": 15, "batch_size": 512, "learning_rate": 3e-3, "patience": 0}
 
     @classmethod
     def fit_context(cls):  # noqa: ANN206
