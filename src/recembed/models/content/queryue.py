@@ -18,10 +18,10 @@ categories (``query_column``, a tags / categorical column of the item table, e.g
 through ``query_template``), drawn afresh each epoch; with probability ``null_query_rate`` the neutral query is
 used instead, which trains the unconditioned user vector. Loss: InfoNCE with temperature ``temperature`` over
 the whole catalog (``negatives="all"``, the user's other training items masked) or over the batch's positives
-(``negatives="in_batch"``). ``score``/``recommend`` without a query (and so ``recembed fit`` metrics, early
-stopping and an embedding bundle) use the neutral query; ``recommend(user, k, query="...")`` and
-``score_query`` condition on a query. A query seen in training reads its stored vector; any other text is
-encoded with MiniLM (local weights, nothing downloaded).
+(``negatives="in_batch"``). Early stopping watches the validation (user, query) rows (``select_on``). Without
+a query, ``score``/``recommend`` (so ``recembed fit`` metrics and the bundle's index) use the neutral query;
+``recommend(user, k, query="...")`` and ``score_query`` condition on one: a training query reads its stored
+vector, any other text is encoded with MiniLM (local weights, nothing downloaded).
 
 Deviations / simplifications: one attention head and one layer; no instruction-tuning corpus (queries are
 category names only, so free-text queries work as far as MiniLM places them near those names); histories are
@@ -44,15 +44,15 @@ from torch.nn import functional as F
 
 from ...config import check
 from ...data.interactions import Interactions
-from ...errors import ConfigError, DataError
+from ...errors import ConfigError
 from ...options import FitOptions
 from ...training.trainer import TrainConfig
 from ..base import check_k
 from ..trainable import EmbeddingRecommender
 from ._content import content_matrix
+from ._queries import _per_user, item_queries, item_texts, last_items
 
 TEXT_CACHE = Path.home() / ".cache" / "recembed" / "text"  # the CLI's default text-vector cache
-_AUTO_TEXT = ("title", "summary", "description", "text")
 
 
 @dataclass(frozen=True)
@@ -81,6 +81,10 @@ class QueryUEConfig(TrainConfig):
     """InfoNCE temperature on cosine similarities."""
     negatives: Literal["all", "in_batch"] = "all"
     """``all``: softmax over the whole catalog; ``in_batch``: over the batch's positives (large catalogs)."""
+    select_on: Literal["query", "no_query"] = "query"
+    """What early stopping and the best epoch watch: ``query``, ``valid_metric`` over validation (user, query)
+    rows (the query task's protocol, :mod:`recembed.tasks.query_aware`); ``no_query``, the plain validation
+    ranking with the neutral query."""
     learning_rate: float = 1e-3
     """Adam step size."""
     batch_size: int = 1024
@@ -88,7 +92,7 @@ class QueryUEConfig(TrainConfig):
     epochs: int = 40
     """Maximum number of epochs."""
     patience: int = 5
-    """Early stopping on the unconditioned validation metric."""
+    """Evaluations without improvement before stopping (on ``select_on``)."""
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -97,58 +101,6 @@ class QueryUEConfig(TrainConfig):
         check(0.0 <= self.null_query_rate < 1.0, "null_query_rate", f"must be in [0, 1), got {self.null_query_rate}")
         check(self.temperature > 0, "temperature", f"must be > 0, got {self.temperature}")
         check("{}" in self.query_template, "query_template", f"must contain {{}}, got {self.query_template!r}")
-
-
-def item_queries(table: Any, column: str, template: str = "{}") -> tuple[list[str], sp.csr_matrix]:
-    """``(query texts (Q,), item x query (I, Q) CSR)`` from a tags / categorical item column ("" = the first tags
-    column, else the first categorical one); each distinct category becomes ``template.format(category)``."""
-    if table is None:
-        raise ConfigError("queryue needs an item table with a tags or categorical column of categories (genres)")
-    names = [column] if column else (table.names("tags") or table.names("categorical"))
-    if not names:
-        raise ConfigError("query_column: the item table has no tags / categorical column to build queries from; "
-                          f"columns: {table.names()}")
-    name = names[0]
-    if name not in table.names() or table.kinds[name] not in ("tags", "categorical"):
-        raise ConfigError(f"query_column: {name!r} is not a tags / categorical column; tags: {table.names('tags')}, "
-                          f"categorical: {table.names('categorical')}")
-    values = table[name]
-    rows = [tuple(v) if table.kinds[name] == "tags" else (() if v is None or v == "" else (v,)) for v in values]
-    cats = sorted({str(c) for r in rows for c in r if str(c).strip()})
-    pos = {c: j for j, c in enumerate(cats)}
-    lens = [sum(str(c) in pos for c in r) for r in rows]
-    cols = [pos[str(c)] for r in rows for c in r if str(c) in pos]
-    m = sp.csr_matrix((np.ones(len(cols), dtype=np.float32), (np.repeat(np.arange(len(rows)), lens), cols)),
-                      shape=(len(rows), len(cats)))
-    m.sum_duplicates()
-    m.data[:] = 1.0
-    return [template.format(c) for c in cats], m
-
-
-def item_texts(table: Any, columns: str) -> list[str]:
-    """One text per item: the chosen text columns joined with '. ' (empty parts skipped)."""
-    text_cols = table.names("text") if table is not None else []
-    names = [c for c in columns.split(",") if c] or [c for c in _AUTO_TEXT if c in text_cols] or text_cols
-    if not names:
-        raise ConfigError("text_columns: the item table has no text columns (use item_content=vectors)")
-    for n in names:
-        if n not in text_cols:
-            raise ConfigError(f"text_columns: {n!r} is not a text column; text columns: {text_cols}")
-    parts = [table[n] for n in names]
-    return [". ".join(str(p[i]) for p in parts if p[i] is not None and str(p[i]).strip())
-            for i in range(table.num_rows)]
-
-
-def last_items(indptr: np.ndarray, items: np.ndarray, length: int) -> np.ndarray:
-    """``(U, length)`` int64: each user's last ``length`` items (oldest first), left-padded with -1."""
-    counts = np.diff(indptr)
-    out = np.full((len(counts), length), -1, dtype=np.int64)
-    take = np.minimum(counts, length)
-    rows = np.repeat(np.arange(len(counts)), take)
-    within = np.arange(int(take.sum())) - np.repeat(np.cumsum(take) - take, take)  # 0..take-1 per user
-    src = np.repeat(indptr[1:] - take, take) + within
-    out[rows, length - np.repeat(take, take) + within] = items[src]
-    return out
 
 
 class QueryUserNet(nn.Module):
@@ -287,11 +239,38 @@ class QueryUE(EmbeddingRecommender):
         else:
             self.content_, _ = content_matrix(table, cfg.features, "l2", train.shape[1])
         self.query_vectors_ = np.asarray(enc.encode(self.query_texts_), dtype=np.float32)
+        self._item_query = item_query  # the validation rows' categories (select_on=query)
         module = QueryUEModule(self.content_, self.recent_, self.query_vectors_, cfg.embedding_dim,
                                cfg.id_embeddings)
         task = QueryUETask(train, item_query, self._batch(train.nnz), null_rate=cfg.null_query_rate,
                            temperature=cfg.temperature, negatives=cfg.negatives)
         return module, task
+
+    def _validator(self, module: QueryUEModule, x: sp.csr_matrix, valid: Interactions):  # noqa: ANN202
+        """With ``select_on=query``: ``valid_metric`` over the validation (user, query, items) rows."""
+        from ...evaluation.ranking import evaluate
+        from ...tasks.query_aware import query_triples
+
+        rows = query_triples(valid, x, self._item_query, self.query_texts_) if self._item_query.nnz else None
+        if self.config.select_on == "no_query" or rows is None or not len(rows):
+            return super()._validator(module, x, valid)
+        name, k = self.config.valid_metric.split("@")
+        users, qid = torch.from_numpy(rows.users), torch.from_numpy(rows.qid)
+
+        def validate() -> dict[str, float]:
+            e = module.items()
+            unit = F.normalize(e, dim=-1)
+
+            def scorer(b: np.ndarray) -> np.ndarray:
+                sel = torch.from_numpy(np.asarray(b, dtype=np.int64))
+                u = module.users(e, users[sel].to(e.device), qid[sel].to(e.device))
+                return (F.normalize(u, dim=-1) @ unit.T).cpu().numpy()
+
+            names = tuple(dict.fromkeys((name, "recall", "ndcg")))
+            return evaluate(scorer, rows.target, rows.exclude, ks=(int(k),), metrics=names,
+                            users=np.arange(len(rows))).summary
+
+        return validate
 
     def _export(self, module: QueryUEModule) -> None:
         super()._export(module)
@@ -318,10 +297,7 @@ class QueryUE(EmbeddingRecommender):
     def embed_users_query(self, user_idx: np.ndarray, queries: Sequence[str] | str) -> np.ndarray:
         """``(B, D)`` L2-normalised user vectors conditioned on ``queries`` (one per user, or one for all)."""
         users = self._check_users(user_idx)
-        queries = [queries] * len(users) if isinstance(queries, str) or queries is None else list(queries)
-        if len(queries) != len(users):
-            raise DataError(f"{len(queries)} queries for {len(users)} users", field="query")
-        qvec, has = self.query_vectors(queries)
+        qvec, has = self.query_vectors(_per_user(queries, len(users)))
         h = torch.from_numpy(self.recent_[users])
         with torch.no_grad():
             u = self.net_(torch.from_numpy(self.item_raw_)[h.clamp(min=0)], h >= 0, torch.from_numpy(qvec),
@@ -342,9 +318,7 @@ class QueryUE(EmbeddingRecommender):
         k = check_k(k)
         scalar = np.ndim(user_idx) == 0
         users = self._check_users(user_idx)
-        queries = [query] * len(users) if isinstance(query, str) else list(query)
-        if len(queries) != len(users):
-            raise DataError(f"{len(queries)} queries for {len(users)} users", field="query")
+        queries = _per_user(query, len(users))
         pos = {int(u): i for i, u in enumerate(users)}
         mask = self.seen_items() if exclude_seen else None
         if exclude is not None:
