@@ -75,7 +75,7 @@ class QueryUEConfig(TrainConfig):
     first categorical one)."""
     query_template: str = "{}"
     """How a category becomes a query text (``{}`` is the category), e.g. ``movies about {}``."""
-    null_query_rate: float = 0.3
+    null_query_rate: float = 0.1
     """Share of training triples that use the neutral query (trains the unconditioned user vector)."""
     temperature: float = 0.1
     """InfoNCE temperature on cosine similarities."""
