@@ -111,8 +111,8 @@ def evaluate_queries(model: Any, triples: QueryTriples, item_query: sp.csr_matri
 
     out = {"query": run(lambda b: model.score_query(triples.users[b], [queries[i] for i in b])),
            "no_query": run(lambda b: model.score(triples.users[b]))}
-    if text:
-        qvec, _ = model.query_vectors(triples.texts)
+    qvec = model.query_vectors(triples.texts)[0] if text else None
+    if qvec is not None and qvec.shape[1] == model.content_.shape[1]:  # query and item text in one space
         out["text"] = run(lambda b: (qvec[triples.qid[b]] @ model.content_.T).astype(np.float32))
     out["no_query+filter (oracle-ish)"] = run(
         lambda b: model.score(triples.users[b]) + _filter_mask(item_query, triples.qid[b]))
