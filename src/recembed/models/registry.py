@@ -30,6 +30,7 @@ MODELS: dict[str, str] = {
     "freedom": "recembed.models.content.freedom:FREEDOM",
     "mgcn": "recembed.models.content.mgcn:MGCN",
     "alpharec": "recembed.models.content.alpharec:AlphaRec",
+    "queryue": "recembed.models.content.queryue:QueryUE",
     "sasrec": "recembed.models.sequential.sasrec:SASRec",
     "bert4rec": "recembed.models.sequential.bert4rec:BERT4Rec",
     "gru4rec": "recembed.models.sequential.gru4rec:GRU4Rec",

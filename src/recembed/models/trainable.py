@@ -65,28 +65,33 @@ class TrainableRecommender(Recommender):
             if len(users) > self.config.valid_sample:
                 keep = np.random.default_rng(options.seed).choice(users, self.config.valid_sample, replace=False)
                 valid = valid.subset(np.isin(valid.user_idx, keep))
-        validate = None
-        if valid is not None and len(valid):
-            metric = self.config.valid_metric
-            name, k = metric.split("@")
-            target = valid.csr()
-            penalty = self._valid_penalty(x, target)
-
-            def validate() -> dict[str, float]:  # recall and ndcg ride along for the curve (same top-k)
-                names = tuple(dict.fromkeys((name, "recall", "ndcg")))
-                scorer = self._scorer(module)
-                if penalty is not None:
-                    scorer = (lambda s: lambda users: s(users) + penalty)(scorer)
-                return evaluate(scorer, target, x, ks=(int(k),), metrics=names).summary
-
+        self.valid_candidates_ = "all"
+        validate = self._validator(module, x, valid) if valid is not None and len(valid) else None
         result = Trainer(self.config, options).fit(module, task, validate)
-        self.valid_candidates_ = "cold" if validate is not None and penalty is not None else "all"
         self.train_result_ = result
         self.history_ = result.history
         module.eval()
         with torch.no_grad():
             self._export(module)
 
+
+    def _validator(self, module: nn.Module, x: sp.csr_matrix, valid: Interactions):  # noqa: ANN202
+        """The per-epoch validation callable (``() -> {metric: value}``) of the trainer: full ranking of the
+        validation items by ``_scorer(module)``; a model with another validation protocol overrides it."""
+        metric = self.config.valid_metric
+        name, k = metric.split("@")
+        target = valid.csr()
+        penalty = self._valid_penalty(x, target)
+        self.valid_candidates_ = "cold" if penalty is not None else "all"
+
+        def validate() -> dict[str, float]:  # recall and ndcg ride along for the curve (same top-k)
+            names = tuple(dict.fromkeys((name, "recall", "ndcg")))
+            scorer = self._scorer(module)
+            if penalty is not None:
+                scorer = (lambda s: lambda users: s(users) + penalty)(scorer)
+            return evaluate(scorer, target, x, ks=(int(k),), metrics=names).summary
+
+        return validate
 
     def _valid_penalty(self, train: sp.csr_matrix, target: sp.csr_matrix) -> np.ndarray | None:
         """``(I,)`` 0 / -inf mask restricting validation to cold items (``valid_candidates``), or None."""

@@ -9,6 +9,7 @@ CDN, they work offline)::
     GET  /v1/users/{user_id}/history?limit=        the user's known items, newest first
     GET  /v1/users/{user_id}/recommendations?k=&exclude_seen=&candidates=
                                                    with a ranker: the retriever's candidates re-ranked
+    POST /v1/users/{user_id}/recommendations  {"query": "...", "k": 10}  query-aware bundles (:mod:`.query`)
     POST /v1/recommendations  {"history": [...], "k": 10}     an anonymous user / a session
     GET  /v1/items?q=&limit=                       items whose id or title contains q
     GET  /v1/items/{item_id}/similar?k=
@@ -58,6 +59,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from ..errors import DataError, RecembedError
 from .middleware import MAX_K, Metrics, ServingMiddleware, dumps, error_response, user_recommendations_body
+from .query import QueryRequest, query_recommendations
 from .ranker import MAX_CANDIDATES
 from .reload import Reloader
 from .service import Conflict, NotFound, NotSupported, RecService, ServiceOptions
@@ -96,6 +98,7 @@ class RecommendationsOut(BaseModel):
     candidates: int | None = Field(None, description="With a ranker: how many retrieved items it re-ranked.")
     user_id: str | None = None
     item_id: str | None = None
+    query: str | None = None
 
 
 class HistoryOut(BaseModel):
@@ -283,6 +286,11 @@ def create_app(config: AppConfig) -> FastAPI:
         body, timing = user_recommendations_body(service(request), user_id, k, exclude_seen, candidates,
                                                  min_probability, min_results)
         return Response(body, media_type="application/json", headers={"server-timing": timing.decode()})
+
+    @app.post("/v1/users/{user_id:path}/recommendations",
+              responses={200: {"model": RecommendationsOut}, **BODY_ERRORS}, dependencies=[Depends(json_content_type)])
+    async def query_user_recommendations(request: Request, user_id: str, body: QueryRequest) -> Response:
+        return _json(query_recommendations(service(request), user_id, body))
 
     @app.post("/v1/recommendations", responses={200: {"model": RecommendationsOut}, **BODY_ERRORS},
               dependencies=[Depends(json_content_type)])
