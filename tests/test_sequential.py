@@ -134,7 +134,7 @@ def test_drop_items_split_removes_training_events_only() -> None:
 
 
 # -- causal masking ---------------------------------------------------------------------------------
-@pytest.mark.parametrize("name", ["sasrec", "gru4rec", "unisrec"])
+@pytest.mark.parametrize("name", ["sasrec", "gru4rec", "unisrec", "comirec"])
 def test_causal_masking(name: str) -> None:
     ds = planted_sequences()
     model = model_class(name)(epochs=1, **FAST).fit(ds.given_split.train, options=QUIET, item_table=ds.item_table)

@@ -32,6 +32,7 @@ MODELS: dict[str, str] = {
     "alpharec": "recembed.models.content.alpharec:AlphaRec",
     "queryue": "recembed.models.content.queryue:QueryUE",
     "sasrec": "recembed.models.sequential.sasrec:SASRec",
+    "comirec": "recembed.models.sequential.comirec:ComiRec",
     "bert4rec": "recembed.models.sequential.bert4rec:BERT4Rec",
     "gru4rec": "recembed.models.sequential.gru4rec:GRU4Rec",
     "unisrec": "recembed.models.sequential.unisrec:UniSRec",
