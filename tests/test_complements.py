@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -15,6 +14,7 @@ from recembed.errors import ConfigError
 from recembed.models.registry import model_class
 from recembed.tasks.complements import build_pair_tests, departments, evaluate_pairs, paired_bootstrap
 from test_sequential import QUIET, SequentialConformance
+from test_sessions import run_main
 
 GROUPS, SIZE = 8, 6
 FAST: dict[str, Any] = {"epochs": 30, "patience": 0, "batch_size": 256, "learning_rate": 0.02, "embedding_dim": 16,
@@ -165,22 +165,6 @@ def write_seq_root(root: Path) -> Path:
              for i in range(GROUPS * SIZE)}
     (folder / "Beauty_item2attributes.json").write_text(json.dumps(attrs))
     return root
-
-
-def run_main(args: list[str], capsys: pytest.CaptureFixture) -> tuple[int, str]:
-    from recembed.cli.main import main
-
-    old = sys.argv
-    sys.argv = ["recembed", *args]
-    try:
-        main()
-        code = 0
-    except SystemExit as exc:
-        code = exc.code if isinstance(exc.code, int) else 0
-    finally:
-        sys.argv = old
-    out = capsys.readouterr()
-    return code, " ".join((out.out + out.err).split())
 
 
 def test_cli_and_complements_endpoint(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:

@@ -135,11 +135,16 @@ class Recommender:
         k = check_k(k)
         scalar = np.ndim(user_idx) == 0
         users = self._check_users(user_idx)
+        mask = self._exclusion(exclude_seen, exclude)
+        items, scores = rank_topk(self.score, users, mask, k, num_items=self.num_items_)
+        return (items[0], scores[0]) if scalar else (items, scores)
+
+    def _exclusion(self, exclude_seen: bool, exclude: sp.csr_matrix | None) -> sp.csr_matrix | None:
+        """The user x item matrix of items :meth:`recommend` leaves out (the seen ones and / or ``exclude``)."""
         mask = self.seen_items() if exclude_seen else None
         if exclude is not None:
             mask = exclude if mask is None else (mask + exclude).tocsr()
-        items, scores = rank_topk(self.score, users, mask, k, num_items=self.num_items_)
-        return (items[0], scores[0]) if scalar else (items, scores)
+        return mask
 
     def score_histories(self, histories: Sequence[Sequence[int]]) -> np.ndarray:
         """``(n, num_items)`` scores for arbitrary histories (item indices, oldest first): an anonymous user or

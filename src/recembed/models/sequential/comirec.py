@@ -154,9 +154,7 @@ class ComiRec(SequentialRecommender):
         k = check_k(k)
         scalar = np.ndim(user_idx) == 0
         users = self._check_users(user_idx)
-        mask = self.seen_items() if exclude_seen else None
-        if exclude is not None:
-            mask = exclude if mask is None else (mask + exclude).tocsr()
+        mask = self._exclusion(exclude_seen, exclude)
         v = torch.from_numpy(self.user_interests(users))  # (B, K, D)
         table = torch.from_numpy(self.item_embeddings()[:, : v.shape[-1]])
         items_out = np.full((len(users), k), -1, np.int64)
