@@ -32,6 +32,7 @@ SETUPS = {  # name -> (model, data, split (relative to the data root when it is 
                                                             "select_best": "false", "epochs": "60",
                                                             "time_budget_s": "600"}),
     "beauty-bpr": ("bpr", "amazon-beauty-cf", "given", {"batch_size": "2048", "time_budget_s": "480"}),
+    "amazonseq-bpr": ("bpr", "amazon-seq", "given", {}),  # defaults; LOO (the catalog's given split)
 }
 METHODS = [("fp32", []), ("fp16", []), ("int8", []), ("binary", ["--rerank", "0"]),
            ("binary", ["--rerank", "100", "--rerank-on", "int8"]), ("binary", ["--rerank", "100", "--rerank-on", "fp32"]),

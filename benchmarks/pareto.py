@@ -1,4 +1,4 @@
-"""[Compact] quality vs bytes per item (Pareto plot): every `recembed compress` method of benchmarks/compress.json
+"""[Compact] quality vs bytes per item (Pareto plot): every `recembed compress` method of benchmarks/compress.json (ml-100k, gowalla, amazon-seq BPR)
 and, for ml-100k BPR, Matryoshka prefixes of one BPR trained once with nested losses (the compress source's
 settings plus ``matryoshka_dims=8,16,32,64``; prefix d costs 4 d bytes per item in fp32, d in int8 would need
 both). Test recall@20 of the PEERS split / gowalla's, from the same evaluator.
@@ -47,11 +47,11 @@ def main() -> None:
     compress = json.loads((ROOT / "benchmarks" / "compress.json").read_text())
     out = {name: [{"method": r["method"], "bytes_per_item": r["bytes_per_item_amortised"],
                    "recall@20": r["recall@20"]} for r in res["rows"] if "error" not in r]
-           for name, res in compress.items() if name in ("ml100k-bpr", "gowalla-bpr")}
+           for name, res in compress.items() if name in ("ml100k-bpr", "gowalla-bpr", "amazonseq-bpr")}
     out["ml100k-bpr-matryoshka"] = matryoshka_rows(args.data_root)
     (ROOT / "benchmarks" / "pareto.json").write_text(json.dumps(out, indent=1))
-    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
-    for ax, name in zip(axes, ("ml100k-bpr", "gowalla-bpr")):
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4))
+    for ax, name in zip(axes, ("ml100k-bpr", "gowalla-bpr", "amazonseq-bpr")):
         rows = sorted(out[name], key=lambda r: r["bytes_per_item"])
         best, front = -1.0, []
         for r in rows:  # the frontier: the best recall at or below each size
