@@ -48,6 +48,7 @@ def main() -> None:
     import torch
 
     from recembed.cli.main import cli
+    from recembed.runs import load_run
 
     torch.set_num_threads(1)
     work = ROOT / "benchmarks" / "out" / "item_tables"
@@ -64,8 +65,6 @@ def main() -> None:
                       str(out), "--threads", "1", "--no-progress", "--set", f"item_table={table}",
                       *[a for k, v in sets.items() for a in ("--set", f"{k}={v}")]], standalone_mode=False)
             m = json.loads((out / "metrics.json").read_text())
-            from recembed.runs import load_run
-
             fitted = load_run(out).model
             dim = int(fitted.config.embedding_dim)
             num_items, num_users = int(fitted.num_items_), int(fitted.num_users_)

@@ -113,18 +113,18 @@ def check_cut(svc: Any, min_probability: float | None, min_results: int | None, 
 
 def cut_user(svc: Any, user_id: str, k: int, min_probability: float, min_results: int | None, exclude_seen: bool
              ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
-    """``(items, info)`` of a user's cut-off recommendations (see the module docstring)."""
+    """``(items, info)`` of a user's cut-off recommendations (see the module docstring); the parameters are
+    checked by the caller (:func:`check_cut`)."""
     import time
 
-    check_cut(svc, min_probability, min_results, k)
     cut: ServedCutoff = svc.cutoff
     u = svc.user_index(user_id)
+    svc._fresh()  # items added / deleted by other workers, as on the plain path
     t0 = time.perf_counter()
     items, scores = svc.recommend_user_idx(np.array([u]), cut.candidates, exclude_seen)
     keep = (items[0] >= 0) & np.isfinite(scores[0])
     items, scores = items[0][keep], scores[0][keep]
     probs = cut.probabilities(u, items, scores) if len(items) else np.zeros(0)
-    n = int((probs >= min_probability).sum())
     chosen = np.flatnonzero(probs >= min_probability)[:k]
     floor = min(min_results or 0, len(items))
     if len(chosen) < floor:  # the items above the threshold are the most probable ones: the union is the top floor
@@ -133,5 +133,4 @@ def cut_user(svc: Any, user_id: str, k: int, min_probability: float, min_results
     for row, p in zip(out, probs[chosen].tolist()):
         row["probability"] = round(p, 6)
     seconds = {"retrieve": time.perf_counter() - t0}
-    return out, {"stages": ["retrieve", "cutoff"], "candidates": cut.candidates, "seconds": seconds,
-                 "above_threshold": n}
+    return out, {"stages": ["retrieve", "cutoff"], "candidates": cut.candidates, "seconds": seconds}
